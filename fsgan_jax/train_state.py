@@ -1,0 +1,46 @@
+"""Training state of a FastGAN run: everything a checkpoint must hold to resume bit-exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from fsgan_jax.models import fastgan
+
+
+@flax.struct.dataclass
+class TrainState:
+  """G/D parameters, their mutable statistics (BN running stats, spectral-norm u/v), Adam states, EMA of G's
+  parameters, the step, and the run's base rng (per-step randomness is ``fold_in(rng, step)``)."""
+
+  step: jax.Array
+  rng: jax.Array
+  g_params: Any
+  g_stats: Any
+  d_params: Any
+  d_stats: Any
+  g_opt_state: Any
+  d_opt_state: Any
+  ema_params: Any
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam as the official FastGAN (lr 2e-4, betas (0.5, 0.999), eps 1e-8)."""
+  return optax.adam(config.lr, b1=config.beta1, b2=config.beta2, eps=1e-8)
+
+
+def create(key: jax.Array, generator: fastgan.Generator, discriminator: fastgan.Discriminator,
+           g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation) -> TrainState:
+  """Initialises a fresh state; the EMA starts as a copy of G's initial parameters (official behaviour)."""
+  init_key, run_key = jax.random.split(key)
+  g_vars, d_vars = fastgan.init_models(init_key, generator, discriminator)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), rng=run_key,
+      g_params=g_vars['params'], g_stats=g_vars['batch_stats'],
+      d_params=d_vars['params'], d_stats=d_vars['batch_stats'],
+      g_opt_state=g_tx.init(g_vars['params']), d_opt_state=d_tx.init(d_vars['params']),
+      ema_params=jax.tree_util.tree_map(jnp.copy, g_vars['params']))
