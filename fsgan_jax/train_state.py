@@ -38,9 +38,15 @@ def create(key: jax.Array, generator: fastgan.Generator, discriminator: fastgan.
   """Initialises a fresh state; the EMA starts as a copy of G's initial parameters (official behaviour)."""
   init_key, run_key = jax.random.split(key)
   g_vars, d_vars = fastgan.init_models(init_key, generator, discriminator)
+  g_vars, d_vars = jax.tree_util.tree_map(jnp.asarray, (g_vars, d_vars))
   return TrainState(
       step=jnp.zeros((), jnp.int32), rng=run_key,
       g_params=g_vars['params'], g_stats=g_vars['batch_stats'],
       d_params=d_vars['params'], d_stats=d_vars['batch_stats'],
       g_opt_state=g_tx.init(g_vars['params']), d_opt_state=d_tx.init(d_vars['params']),
       ema_params=jax.tree_util.tree_map(jnp.copy, g_vars['params']))
+
+
+def place(state: TrainState, sharding) -> TrainState:
+  """Puts every leaf of ``state`` on devices with ``sharding`` (e.g. replicated over the mesh)."""
+  return jax.device_put(state, sharding)

@@ -62,18 +62,17 @@ def _bcast(r: Array, x: Array) -> Array:
   return r.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
 
 
-def _translate_axis(x: Array, t: Array, axis: int) -> Array:
-  """``out[i] = x[i + t]`` along ``axis`` (1 or 2) per sample, zero where ``i + t`` is outside the image."""
-  size = x.shape[axis]
-  src = jnp.arange(size)[None, :] + t[:, None].astype(jnp.int32)  # (N, size)
-  shape = [x.shape[0], 1, 1, 1]
-  shape[axis] = size
-  idx = jnp.clip(src, 0, size - 1).reshape(shape)
-  full = list(x.shape)
-  full[axis] = size
-  out = jnp.take_along_axis(x, jnp.broadcast_to(idx, tuple(full)), axis=axis)
-  valid = ((src >= 0) & (src < size)).reshape(shape)
-  return out * valid.astype(x.dtype)
+def _translate(x: Array, tx: Array, ty: Array, max_x: int, max_y: int) -> Array:
+  """``out[n, i, j] = x[n, i + tx[n], j + ty[n]]``, zero outside the image (|tx| <= max_x, |ty| <= max_y).
+
+  Zero-pad by the largest shift, then one dynamic slice per sample: XLA lowers the vmap to a gather of whole
+  windows, far cheaper (forward and backward) than a per-pixel gather.
+  """
+  n, h, w, c = x.shape
+  xp = jnp.pad(x, ((0, 0), (max_x, max_x), (max_y, max_y), (0, 0)))
+  zero = jnp.zeros((), jnp.int32)
+  return jax.vmap(lambda xi, a, b: jax.lax.dynamic_slice(xi, (max_x + a, max_y + b, zero), (h, w, c)))(
+      xp, tx.astype(jnp.int32), ty.astype(jnp.int32))
 
 
 def apply(x: Array, draws: Draws, policy: str) -> Array:
@@ -87,8 +86,7 @@ def apply(x: Array, draws: Draws, policy: str) -> Array:
     m = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
     x = (x - m) * (_bcast(draws['contrast'], x) + 0.5) + m
   if 'translation' in ops:
-    x = _translate_axis(x, draws['translation_x'], 1)
-    x = _translate_axis(x, draws['translation_y'], 2)
+    x = _translate(x, draws['translation_x'], draws['translation_y'], _shift(h, 0.125), _shift(w, 0.125))
   if 'cutout' in ops:
     cx, cy = _shift(h, 0.5), _shift(w, 0.5)
     r0 = draws['cutout_offset_x'].astype(jnp.int32)[:, None] - cx // 2

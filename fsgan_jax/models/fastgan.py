@@ -21,11 +21,14 @@ quadrants 4x4 (upsampled to 8x8 by the decoder's adaptive pool).
 
 from __future__ import annotations
 
+import zlib
+
 from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fsgan_jax.models import layers
 from fsgan_jax.models.layers import Array, BatchNorm, Dtype, NoiseInjection, SNConv, SNProject4x4
@@ -163,14 +166,19 @@ class DownBlockComp(nn.Module):
 
 
 class SimpleDecoder(nn.Module):
-  """Adaptive pool to 8x8, four up blocks of fixed widths (base 32), conv3x3, tanh -> 128x128."""
+  """Adaptive pool to 8x8, four up blocks, conv3x3, tanh -> 128x128.
+
+  The official widths are fixed (base 32, independent of ndf); ``width`` exists only so CPU demos can shrink
+  the decoders, which otherwise dominate the cost of a small model.
+  """
 
   nc: int = 3
+  width: int = 32
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    nfc = _widths(G_MULT, 32)
+    nfc = _widths(G_MULT, self.width)
     x = layers.adaptive_avg_pool(x, 8)
     for i, res in enumerate((16, 32, 64, 128)):
       x = UpBlock(nfc[res], self.dtype, name=f'main.{i + 1}')(x, train)
@@ -190,6 +198,7 @@ class Discriminator(nn.Module):
   ndf: int = 64
   nc: int = 3
   im_size: int = 1024
+  decoder_width: int = 32
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -231,9 +240,10 @@ class Discriminator(nn.Module):
     logits = jnp.concatenate([rf_big.reshape(n, -1), rf_small.reshape(n, -1)], axis=1).astype(jnp.float32)
     if part is None:
       return logits
-    rec_big = SimpleDecoder(self.nc, dt, name='decoder_big')(feat_last, train)
-    rec_small = SimpleDecoder(self.nc, dt, name='decoder_small')(feat_small, train)
-    rec_part = SimpleDecoder(self.nc, dt, name='decoder_part')(crop_quadrant(feat_32, part), train)
+    dw = self.decoder_width
+    rec_big = SimpleDecoder(self.nc, dw, dt, name='decoder_big')(feat_last, train)
+    rec_small = SimpleDecoder(self.nc, dw, dt, name='decoder_small')(feat_small, train)
+    rec_part = SimpleDecoder(self.nc, dw, dt, name='decoder_part')(crop_quadrant(feat_32, part), train)
     return logits, (rec_big, rec_small, rec_part)
 
 
@@ -253,15 +263,48 @@ def count_params(params) -> int:
   return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
 
 
-def init_models(key: Array, g: Generator, d: Discriminator, batch: int = 2):
-  """Initialises G and D variables (``params`` and ``batch_stats``) with abstract-free dummy inputs."""
-  kg, kd, kn = jax.random.split(key, 3)
-  z = jnp.zeros((batch, g.nz), jnp.float32)
-  g_vars = g.init({'params': kg, 'noise': kn}, z, train=False)
-  big = jnp.zeros((batch, d.im_size, d.im_size, d.nc), jnp.float32)
-  small = jnp.zeros((batch, 128, 128, d.nc), jnp.float32)
-  d_vars = d.init({'params': kd}, big, small, 0, train=False)
-  return g_vars, d_vars
+def _init_leaf(seed: int, names: list[str], shape: tuple[int, ...]) -> np.ndarray:
+  """FastGAN's initial value of one variable (``weights_init`` for params, PyTorch defaults for buffers)."""
+  rng = np.random.default_rng([seed, zlib.crc32('/'.join(names).encode())])
+  kind = (names[0], names[-1])
+  if kind == ('params', 'kernel'):
+    return (0.02 * rng.standard_normal(shape)).astype(np.float32)
+  if kind == ('params', 'scale'):
+    return (1.0 + 0.02 * rng.standard_normal(shape)).astype(np.float32)
+  if kind in (('params', 'bias'), ('params', 'weight'), ('batch_stats', 'mean')):
+    return np.zeros(shape, np.float32)
+  if kind == ('batch_stats', 'var'):
+    return np.ones(shape, np.float32)
+  if kind in (('batch_stats', 'u'), ('batch_stats', 'v')):
+    x = rng.standard_normal(shape)
+    return (x / max(np.linalg.norm(x), layers.SN_EPS)).astype(np.float32)
+  raise ValueError(f'no initialiser for variable {"/".join(names)}')
+
+
+def variable_shapes(g: Generator, d: Discriminator) -> tuple[dict, dict]:
+  """``jax.ShapeDtypeStruct`` trees of G's and D's variables (no computation)."""
+  keys = {'params': jax.random.PRNGKey(0), 'noise': jax.random.PRNGKey(0)}
+  z = jnp.zeros((1, g.nz), jnp.float32)
+  big = jnp.zeros((1, d.im_size, d.im_size, d.nc), jnp.float32)
+  small = jnp.zeros((1, 128, 128, d.nc), jnp.float32)
+  return (jax.eval_shape(lambda: g.init(keys, z, train=False)),
+          jax.eval_shape(lambda: d.init(keys, big, small, 0, train=False)))
+
+
+def init_models(key: Array, g: Generator, d: Discriminator) -> tuple[dict, dict]:
+  """G and D variables (``params``, ``batch_stats``) as numpy arrays, initialised as the official code.
+
+  Conv kernels N(0, 0.02), BN scale N(1, 0.02), BN bias 0, noise weights 0, spectral-norm u/v random unit
+  vectors. The structure comes from ``jax.eval_shape`` of ``Module.init``; the values are drawn on the host
+  with numpy (seeded by ``key`` and the variable path) because ``Module.init`` compiles one threefry kernel per
+  distinct parameter shape, which costs 20-40 s on a CPU. ``Module.init`` gives the same distributions.
+  """
+  seed = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
+  out = []
+  for offset, struct in enumerate(variable_shapes(g, d)):
+    out.append(jax.tree_util.tree_map_with_path(
+        lambda path, leaf, o=offset: _init_leaf(seed + o, [p.key for p in path], tuple(leaf.shape)), struct))
+  return out[0], out[1]
 
 
 def resize_real_for_d(x: Array, im_size: int) -> tuple[Array, Array]:

@@ -1,0 +1,21 @@
+"""A tiny FastGAN for tests: 128 px, ngf = ndf = 4, MSE reconstruction, a handful of steps."""
+
+from configs import fastgan
+
+
+def get_config():
+  c = fastgan.get_config()
+  c.model.resolution = 128
+  c.model.ngf = 4
+  c.model.ndf = 4
+  c.model.nz = 16
+  c.data.limit = 16
+  c.batch_size = 8
+  c.num_steps = 4
+  c.recon_loss = 'mse'
+  c.log_every = 2
+  c.sample_every = 2
+  c.checkpoint_every = 2
+  c.keep_checkpoints = 2
+  c.num_sample_images = 4
+  return c

@@ -1,0 +1,42 @@
+"""Orbax checkpointing of the train state: save every N steps and at the end, keep the last K, restore latest.
+
+Checkpoints live in ``WORKDIR/checkpoints/<step>/``. Orbax writes each step to a temporary directory and renames
+it when complete, so a crash during a save never leaves a half-written checkpoint that looks like the latest.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def make_manager(workdir: str, keep: int = 3, save_every: int = 1000) -> ocp.CheckpointManager:
+  """A CheckpointManager for ``WORKDIR/checkpoints`` (created on process 0 if missing)."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=save_every, create=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options)
+
+
+def abstract_like(state: Any) -> Any:
+  """Shape/dtype/sharding structs of ``state`` to restore into (keeps optax namedtuples and shardings)."""
+  return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+
+
+def restore(manager: ocp.CheckpointManager, target: Any, step: Optional[int] = None) -> tuple[Any, Optional[int]]:
+  """Restores ``step`` (default: the latest) into the structure of ``target``; returns (state, step or None)."""
+  if step is None:
+    step = manager.latest_step()
+    if step is None:
+      return target, None
+  elif step not in manager.all_steps():
+    raise FileNotFoundError(f'no checkpoint for step {step} in {manager.directory}; '
+                            f'available: {sorted(manager.all_steps())}')
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract_like(target)))
+  return restored, step
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, force: bool = False) -> bool:
+  """Saves ``state`` at ``step`` if the interval says so (or ``force``); returns whether it saved."""
+  return manager.save(step, args=ocp.args.StandardSave(state), force=force)

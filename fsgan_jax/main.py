@@ -1,0 +1,51 @@
+r"""Command line: train a few-shot GAN, or sample from a trained one.
+
+  python -m fsgan_jax.main --config=configs/fastgan.py --workdir=DIR            # train (resumes if DIR has one)
+  python -m fsgan_jax.main --mode=sample --workdir=DIR [--num=N --seed=S --out=PATH --step=K]
+"""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # clu's writers import TensorFlow; keep its logs quiet
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from fsgan_jax import sample, train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Training config file (e.g. configs/fastgan.py).',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where checkpoints, TensorBoard events and samples go.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample'], 'What to do.')
+flags.DEFINE_integer('num', 16, 'sample: number of images.')
+flags.DEFINE_integer('seed', 0, 'sample: random seed.')
+flags.DEFINE_string('out', None, 'sample: output folder (default WORKDIR/samples_step<K>_seed<S>).')
+flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: latest).')
+flags.mark_flag_as_required('workdir')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if jax.process_count() > 1 or os.environ.get('TPU_WORKER_HOSTNAMES') or os.environ.get('COORDINATOR_ADDRESS'):
+    jax.distributed.initialize()
+  logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(), jax.devices())
+  try:
+    if FLAGS.mode == 'sample':
+      out = sample.sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.step)
+      print(f'wrote {FLAGS.num} samples and grid.png to {out}')
+      return
+    if FLAGS.config is None:
+      raise app.UsageError('--config is required for --mode=train')
+    metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    print('final metrics: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
+  except (train.ConfigError, FileNotFoundError, ValueError, FloatingPointError) as e:
+    raise SystemExit(f'error: {e}') from None
+
+
+if __name__ == '__main__':
+  app.run(main)
