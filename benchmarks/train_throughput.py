@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from configs import fastgan as fastgan_config
+from fsgan_jax import default_config
 from fsgan_jax import losses, train
 
 flags.DEFINE_integer('resolution', 256, 'Image size.')
@@ -41,7 +41,7 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-  config = fastgan_config.get_config()
+  config = default_config.get_config()
   config.model.resolution, config.batch_size = FLAGS.resolution, FLAGS.batch
   config.model.ngf, config.model.ndf, config.data.channels = FLAGS.ngf, FLAGS.ndf, FLAGS.channels
   config.recon_loss, config.model.dtype = FLAGS.recon, FLAGS.dtype

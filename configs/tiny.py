@@ -1,10 +1,10 @@
 """A tiny FastGAN for tests: 128 px, ngf = ndf = 4, MSE reconstruction, a handful of steps."""
 
-from configs import fastgan
+from fsgan_jax import default_config
 
 
 def get_config():
-  c = fastgan.get_config()
+  c = default_config.get_config()
   c.model.resolution = 128
   c.model.ngf = 4
   c.model.ndf = 4

@@ -26,6 +26,7 @@ writes an Orbax checkpoint of ``{'g': ..., 'g_ema': ..., 'd': ...}`` variables t
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 import jax
@@ -142,3 +143,81 @@ def ema_list_to_params(ema: list, g_params_template: Mapping[str, Any], g_state_
     raise ConversionError(f'g_ema has {len(ema)} tensors but G has {len(param_keys)} parameters')
   ema_sd = dict(zip(param_keys, ema))
   return state_dict_to_variables(ema_sd, {'params': g_params_template}, name='g_ema')['params']
+
+
+def checkpoint_to_workdir(ckpt: Mapping[str, Any], workdir: str, *, im_size: int, ngf: int = 64, ndf: int = 64,
+                          nz: int = 256, nc: int = 3, step: int = 0, name: str = 'checkpoint') -> int:
+  """Writes an official FastGAN checkpoint dict as a fsgan_jax workdir (config.json + Orbax checkpoint).
+
+  Args:
+    ckpt: ``{'g': state_dict, 'd': state_dict[, 'g_ema': list]}`` as saved by the official train.py.
+    workdir: output folder; must not already hold checkpoints (nothing is overwritten).
+    im_size, ngf, ndf, nz, nc: the official model's settings (train.py uses ngf = ndf = 64, nz = 256, nc = 3).
+    step: the iteration the checkpoint was taken at (kept as the state's step).
+    name: how to call the source in error messages.
+
+  Returns:
+    The step written. ``python -m fsgan_jax.main --mode=sample --workdir=WORKDIR`` then samples from the EMA
+    generator (``g_ema`` when present, else ``g``); training can resume from it (Adam states start fresh).
+  """
+  from fsgan_jax import default_config  # pylint: disable=g-import-not-at-top
+  from fsgan_jax import checkpointing, train, train_state  # pylint: disable=g-import-not-at-top
+  from fsgan_jax.models import fastgan  # pylint: disable=g-import-not-at-top
+
+  if 'g' not in ckpt or 'd' not in ckpt:
+    raise ConversionError(f'{name} has no "g"/"d" state dicts (keys: {sorted(ckpt)[:10]})')
+  if os.path.isdir(os.path.join(workdir, 'checkpoints')) and os.listdir(os.path.join(workdir, 'checkpoints')):
+    raise FileExistsError(f'{workdir} already holds checkpoints; choose an empty --out')
+  config = default_config.get_config()
+  config.model.resolution, config.model.ngf, config.model.ndf, config.model.nz = im_size, ngf, ndf, nz
+  config.data.channels = nc
+  train.validate_config(config)
+  setup = train.build_setup(config)
+  g_shapes, d_shapes = fastgan.variable_shapes(setup.generator, setup.discriminator)
+  g_vars = state_dict_to_variables(ckpt['g'], g_shapes, name=f'{name}["g"]')
+  d_vars = state_dict_to_variables(ckpt['d'], d_shapes, name=f'{name}["d"]')
+  ema = (ema_list_to_params(list(ckpt['g_ema']), g_shapes['params'], ckpt['g'])
+         if ckpt.get('g_ema') is not None else g_vars['params'])
+  state = train_state.TrainState(
+      step=np.asarray(step, np.int32), rng=np.asarray(jax.random.PRNGKey(config.seed)),
+      g_params=g_vars['params'], g_stats=g_vars['batch_stats'], d_params=d_vars['params'],
+      d_stats=d_vars['batch_stats'], g_opt_state=setup.g_tx.init(g_vars['params']),
+      d_opt_state=setup.d_tx.init(d_vars['params']), ema_params=ema)
+  state = jax.tree_util.tree_map(jax.numpy.asarray, state)
+  train.write_config(config, workdir)
+  manager = checkpointing.make_manager(workdir, config.keep_checkpoints, 1)
+  checkpointing.save(manager, step, state, force=True)
+  manager.wait_until_finished()
+  return step
+
+
+def main(argv=None) -> None:
+  """``python -m fsgan_jax.convert --pth=FILE --im_size=N --out=WORKDIR [--ngf --ndf --nz --nc --step]``."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  from fsgan_jax import torch_pickle  # pylint: disable=g-import-not-at-top
+
+  p = argparse.ArgumentParser(description='Convert an official FastGAN-pytorch checkpoint (no torch needed).')
+  p.add_argument('--pth', required=True, help='all_<iter>.pth or <iter>.pth from FastGAN-pytorch')
+  p.add_argument('--im_size', type=int, required=True)
+  p.add_argument('--out', required=True, help='new workdir to write')
+  p.add_argument('--ngf', type=int, default=64)
+  p.add_argument('--ndf', type=int, default=64)
+  p.add_argument('--nz', type=int, default=256)
+  p.add_argument('--nc', type=int, default=3)
+  p.add_argument('--step', type=int, default=None, help='default: the number in the file name')
+  a = p.parse_args(argv)
+  try:
+    ckpt = torch_pickle.load(a.pth)
+    if a.step is None:
+      m = re.search(r'(\d+)\.pth?$', os.fspath(a.pth))
+      a.step = int(m.group(1)) if m else 0
+    step = checkpoint_to_workdir(ckpt, a.out, im_size=a.im_size, ngf=a.ngf, ndf=a.ndf, nz=a.nz, nc=a.nc,
+                                 step=a.step, name=os.fspath(a.pth))
+  except (ValueError, OSError) as e:
+    raise SystemExit(f'error: {e}') from None
+  print(f'wrote {a.out} (step {step}); sample with: python -m fsgan_jax.main --mode=sample --workdir={a.out}')
+
+
+if __name__ == '__main__':
+  main()

@@ -25,13 +25,16 @@ flags.DEFINE_integer('num', 16, 'sample: number of images.')
 flags.DEFINE_integer('seed', 0, 'sample: random seed.')
 flags.DEFINE_string('out', None, 'sample: output folder (default WORKDIR/samples_step<K>_seed<S>).')
 flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: latest).')
+flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host runs).')
 flags.mark_flag_as_required('workdir')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if jax.process_count() > 1 or os.environ.get('TPU_WORKER_HOSTNAMES') or os.environ.get('COORDINATOR_ADDRESS'):
+  logging.get_absl_handler().addFilter(
+      lambda r: '/orbax/' not in r.pathname or r.levelno >= logging.converter.STANDARD_WARNING)
+  if FLAGS.distributed:  # multi-host (TPU VM slice, SLURM, ...): must run before any other JAX call
     jax.distributed.initialize()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(), jax.devices())
   try:

@@ -55,8 +55,6 @@ LR = 2e-4
 # forwards are <= 5e-6 (train mode) and <= 2e-6 (eval mode).
 RTOL, ATOL = 1e-4, 1e-5
 _BUFFER_LEAVES = ('weight_u', 'weight_v', 'running_mean', 'running_var')
-# D parameters whose gradients are ill-conditioned (see test_iteration_d_gradients).
-_D_EARLY = ('down_from_big.', 'down_4.')
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -165,25 +163,38 @@ class Golden:
   buffers: dict[str, np.ndarray]
 
   @functools.cached_property
-  def g_forward(self):
-    """(vars, fixed_noise, z, train) -> ((big, img128), {'batch_stats': ...})."""
-    def fwd(variables, fixed, z, train):
-      return self.g.apply({**variables, 'fixed_noise': fixed}, z, train=train, mutable=['batch_stats'])
-    return jax.jit(fwd, static_argnums=3)
+  def forward(self):
+    """One compiled function (cheaper to compile than six) for every forward the tests need.
+
+    ``(z, real_big, real_small, part, fake_big, fake_small) -> {'eval': {...}, 'train': {...}}``: G(z), D on
+    the real pair (with reconstructions of quadrant ``part``) and D on the fake pair, each starting from S1,
+    in eval and in train mode, with the buffers they leave; plus ``train/d_fake_after_real``: D on the fake
+    pair with the buffers left by the real pass (the official training step's order).
+    """
+    def fwd(g_vars, d_vars, fixed, z, real_big, real_small, part, fake_big, fake_small):
+      out = {}
+      for mode in ('eval', 'train'):
+        train = mode == 'train'
+        (big, img128), g_new = self.g.apply({**g_vars, 'fixed_noise': fixed}, z, train=train,
+                                            mutable=['batch_stats'])
+        (logits_real, recs), d_real = self.d.apply(d_vars, real_big, real_small, part, train=train,
+                                                   mutable=['batch_stats'])
+        logits_fake, d_fake = self.d.apply(d_vars, fake_big, fake_small, train=train, mutable=['batch_stats'])
+        out[mode] = dict(g_big=big, g_128=img128, g_stats=g_new, real_logits=logits_real, recs=recs,
+                         d_real_stats=d_real, fake_logits=logits_fake, d_fake_stats=d_fake)
+      out['train']['d_fake_after_real'], _ = self.d.apply(
+          {'params': d_vars['params'], **out['train']['d_real_stats']}, fake_big, fake_small, train=True,
+          mutable=['batch_stats'])
+      return out
+    jitted = jax.jit(fwd)
+    return lambda *inputs: jitted(self.g_vars, self.d_vars, self.fixed_noise, *inputs)
 
   @functools.cached_property
-  def d_real(self):
-    """(vars, big, small, part, train) -> ((logits, recs), {'batch_stats': ...})."""
-    def fwd(variables, big, small, part, train):
-      return self.d.apply(variables, big, small, part, train=train, mutable=['batch_stats'])
-    return jax.jit(fwd, static_argnums=4)
-
-  @functools.cached_property
-  def d_fake(self):
-    """(vars, big, small, train) -> (logits, {'batch_stats': ...})."""
-    def fwd(variables, big, small, train):
-      return self.d.apply(variables, big, small, train=train, mutable=['batch_stats'])
-    return jax.jit(fwd, static_argnums=3)
+  def io_outputs(self) -> dict[str, Any]:
+    """``forward`` on the inputs of ``<cfg>_io_nhwc.npz``."""
+    real_big, real_small = fastgan.resize_real_for_d(jnp.asarray(self.io['x_real64']), self.im)
+    return self.forward(self.io['z'], real_big, real_small, np.int32(self.io['part_eval']),
+                        _up(self.io['x_fake_big64'], self.im), _up(self.io['x_fake_small64'], 128))
 
 
 @pytest.fixture(scope='module', params=CONFIGS, ids=[c[0] for c in CONFIGS])
@@ -213,66 +224,58 @@ def golden(request, shared_data) -> Golden:
 MODES = ('eval', 'train')
 
 
-def _real_inputs(gd: Golden) -> tuple[np.ndarray, np.ndarray]:
-  big, small = fastgan.resize_real_for_d(jnp.asarray(gd.io['x_real64']), gd.im)
-  return np.asarray(big), np.asarray(small)
-
-
-def _fake_inputs(gd: Golden) -> tuple[np.ndarray, np.ndarray]:
-  return _up(gd.io['x_fake_big64'], gd.im), _up(gd.io['x_fake_small64'], 128)
-
-
 @pytest.mark.parametrize('mode', MODES)
 def test_generator_forward(golden, mode):
-  (big, img128), _ = golden.g_forward(golden.g_vars, golden.fixed_noise, golden.io['z'], mode == 'train')
-  assert big.shape == (BATCH, golden.im, golden.im, 3)
-  assert img128.shape == (BATCH, 128, 128, 3)
-  _assert_reduced_close(golden.io, f'G_{mode}_out0_big', big)
-  _assert_reduced_close(golden.io, f'G_{mode}_out1_128', img128)
+  out = golden.io_outputs[mode]
+  assert out['g_big'].shape == (BATCH, golden.im, golden.im, 3)
+  assert out['g_128'].shape == (BATCH, 128, 128, 3)
+  _assert_reduced_close(golden.io, f'G_{mode}_out0_big', out['g_big'])
+  _assert_reduced_close(golden.io, f'G_{mode}_out1_128', out['g_128'])
 
 
 @pytest.mark.parametrize('mode', MODES)
 def test_discriminator_forward_real(golden, mode):
-  part = np.int32(golden.io['part_eval'])
-  (logits, (rec_big, rec_small, rec_part)), _ = golden.d_real(golden.d_vars, *_real_inputs(golden), part,
-                                                              mode == 'train')
-  assert logits.shape == (BATCH, 50)
-  np.testing.assert_allclose(_official_logits(logits), golden.io[f'D_{mode}_real_logits'], rtol=RTOL, atol=ATOL)
-  for name, rec in (('big', rec_big), ('small', rec_small), ('part', rec_part)):
+  out = golden.io_outputs[mode]
+  assert out['real_logits'].shape == (BATCH, 50)
+  np.testing.assert_allclose(_official_logits(out['real_logits']), golden.io[f'D_{mode}_real_logits'],
+                             rtol=RTOL, atol=ATOL)
+  for name, rec in zip(('big', 'small', 'part'), out['recs']):
     assert rec.shape == (BATCH, 128, 128, 3)
     _assert_reduced_close(golden.io, f'D_{mode}_real_rec_{name}', rec)
 
 
 @pytest.mark.parametrize('mode', MODES)
 def test_discriminator_forward_fake(golden, mode):
-  logits, _ = golden.d_fake(golden.d_vars, *_fake_inputs(golden), mode == 'train')
-  np.testing.assert_allclose(_official_logits(logits), golden.io[f'D_{mode}_fake_logits'], rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(_official_logits(golden.io_outputs[mode]['fake_logits']),
+                             golden.io[f'D_{mode}_fake_logits'], rtol=RTOL, atol=ATOL)
 
 
 def test_eval_forward_leaves_buffers_unchanged(golden):
   """Eval mode uses the stored u/v and running statistics and does not update them."""
-  _, g_new = golden.g_forward(golden.g_vars, golden.fixed_noise, golden.io['z'], False)
-  _, d_new = golden.d_real(golden.d_vars, *_real_inputs(golden), np.int32(2), False)
-  for new, old in ((g_new, golden.g_vars), (d_new, golden.d_vars)):
+  out = golden.io_outputs['eval']
+  for new, old in ((out['g_stats'], golden.g_vars), (out['d_real_stats'], golden.d_vars),
+                   (out['d_fake_stats'], golden.d_vars)):
     jax.tree_util.tree_map(np.testing.assert_array_equal, new['batch_stats'], old['batch_stats'])
 
 
 def test_buffers_after_train_forward(golden):
   """u/v and BN running statistics after one train-mode forward, each forward starting again from S1."""
-  _, g_new = golden.g_forward(golden.g_vars, golden.fixed_noise, golden.io['z'], True)
-  _, d_real = golden.d_real(golden.d_vars, *_real_inputs(golden), np.int32(golden.io['part_eval']), True)
-  _, d_fake = golden.d_fake(golden.d_vars, *_fake_inputs(golden), True)
+  out = golden.io_outputs['train']
   checked = 0
-  for prefix, new in (('G.', g_new), ('D_after_real.', d_real), ('D_after_fake.', d_fake)):
+  for prefix, new in (('G.', out['g_stats']), ('D_after_real.', out['d_real_stats']),
+                      ('D_after_fake.', out['d_fake_stats'])):
     ours = convert.variables_to_state_dict(new)
     ref = {k: v for k, v in _by_prefix(golden.buffers, prefix).items() if not k.endswith('num_batches_tracked')}
     assert ref, prefix
     assert set(ref) == {k for k in ours if k.endswith(_BUFFER_LEAVES)}, prefix
     for key, value in ref.items():
+      # The fake path has no decoders: their buffers stay at S1 (in the reference too).
       np.testing.assert_allclose(ours[key], value, rtol=RTOL, atol=ATOL, err_msg=prefix + key)
       checked += 1
-  # The fake path has no decoders: their buffers must stay at S1 (and they do in the reference too).
   assert checked > 100
+
+
+_augment = jax.jit(diffaug.apply, static_argnums=2)
 
 
 def test_train_step_d_inputs_and_outputs(golden):
@@ -281,24 +284,23 @@ def test_train_step_d_inputs_and_outputs(golden):
   Uses the recorded draws; the real batch is ``up(real64, im_size)``; pred_fake is computed with D's buffers
   after the real pass (one more power iteration), as in train.py.
   """
-  io = golden.step_io
+  io, policy = golden.step_io, 'color,translation'
   draws = _draws(io)
-  real = _up(io['real64'], golden.im)
-  real_aug = diffaug.apply(jnp.asarray(real), draws.aug_real, 'color,translation')
+  real_aug = _augment(jnp.asarray(_up(io['real64'], golden.im)), draws.aug_real, policy)
   _assert_reduced_close(io, 'real_aug', real_aug)
-  (fake_big, fake_128), _ = golden.g_forward(golden.g_vars, golden.fixed_noise, io['z'], True)
-  fake0 = diffaug.apply(fake_big, draws.aug_fake_big, 'color,translation')
-  fake1 = diffaug.apply(fake_128, draws.aug_fake_small, 'color,translation')
+  real_big, real_small = fastgan.resize_real_for_d(real_aug, golden.im)
+  # G(z) (the D inputs of this call do not matter: the real pair stands in for the fake one).
+  fakes = golden.forward(io['z'], real_big, real_small, draws.part, real_big, real_small)['train']
+  fake0 = _augment(fakes['g_big'], draws.aug_fake_big, policy)
+  fake1 = _augment(fakes['g_128'], draws.aug_fake_small, policy)
   _assert_reduced_close(io, 'fake0_aug', fake0)
   _assert_reduced_close(io, 'fake1_aug', fake1)
 
-  big, small = fastgan.resize_real_for_d(real_aug, golden.im)
-  (logits, recs), d_stats = golden.d_real(golden.d_vars, big, small, draws.part, True)
-  np.testing.assert_allclose(_official_logits(logits), io['pred_real'], rtol=RTOL, atol=ATOL)
-  for name, rec in zip(('rec_all', 'rec_small', 'rec_part'), recs):
+  out = golden.forward(io['z'], real_big, real_small, draws.part, fake0, fake1)['train']
+  np.testing.assert_allclose(_official_logits(out['real_logits']), io['pred_real'], rtol=RTOL, atol=ATOL)
+  for name, rec in zip(('rec_all', 'rec_small', 'rec_part'), out['recs']):
     _assert_reduced_close(io, name, rec)
-  logits_fake, _ = golden.d_fake({'params': golden.d_vars['params'], **d_stats}, fake0, fake1, True)
-  np.testing.assert_allclose(_official_logits(logits_fake), io['pred_fake'], rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(_official_logits(out['d_fake_after_real']), io['pred_fake'], rtol=RTOL, atol=ATOL)
 
 
 # ------------------------------------------------------------------------------------- training iteration
@@ -364,25 +366,63 @@ def iteration(golden) -> Iteration:
       d_after=convert.variables_to_state_dict({'params': new_state.d_params, 'batch_stats': new_state.d_stats}))
 
 
-# D-step quantities (measured relative errors <= 7e-6; pred_fake_mean ~0.04 needs the small atol).
+# How well the training iteration is determined (measured on the golden inputs).
+#
+# The iteration is ill-conditioned, so the reference's own float32 rounding limits what can be asserted. Three
+# variants of OUR iteration were compared with the reference: float32 on 1 CPU device, float32 with the 8 fake
+# devices of conftest.py (XLA partitions reductions differently) and the same code in float64. The bounds below
+# cover all three with a margin; the numbers quoted are the worst over the variants ([256 px, 1024 px]).
+# * A 1e-6 relative perturbation of the real batch moves D's gradients by 1.6e-3 of their max (first layers of
+#   the big branch; BatchNorm over a batch of 4) and G's by 8e-2 of their max. G's gradients are pulled back
+#   through D *after* its Adam step: with a plain SGD D step they still move by 4e-2, with no D step not at
+#   all, and scaling the D step by 1 + 1e-6 moves them by only 1.6e-6. So G's gradients inherit (and amplify
+#   ~25x) the conditioning of D's gradients; at 256 px this makes them uncertain at the few-percent level.
+# * Small tensors whose gradient is a sum with heavy cancellation (NoiseInjection scalars, BatchNorm
+#   weight/bias followed by another BatchNorm) have the largest relative errors.
+# D layers next to the outputs: checksums measured <= 1.3e-6 in every variant.
+_D_TIGHT = ('rf_big.3.', 'rf_small.', 'down_from_small.', 'decoder_')
+_D_TIGHT_BOUND = 2e-5
+_D_OTHER_BOUND = 1e-2  # measured [1.1e-3, 4.0e-3] (float64); float32 variants [4.4e-4, 7.4e-4]
+
+
+@dataclasses.dataclass(frozen=True)
+class GradBounds:
+  """Bounds on G's gradients. per_tensor: checksum errors [sum, abs-sum, sq-sum] of every tensor; network:
+  [sum_k |d abs-sum_k| / sum_k abs-sum_k, same for sq-sum]; full: max|err| / max|ref| of the stored tensors;
+  flip_fraction: elements of a G tensor whose Adam step may have the other sign (see post-step test)."""
+
+  per_tensor: tuple[float, float, float]
+  network: tuple[float, float]
+  full: float
+  flip_fraction: float
+
+
+_G_BOUNDS = {
+    # Measured: per tensor 0.13 / 0.13 / 0.25 (float64; 9.3e-2 sq-sum with 8 devices, worst: NoiseInjection
+    # scalars), network 4.0e-3 / 1.0e-2, full tensors 4.6e-2, flipped Adam steps 1.2% (float64).
+    'im256_ngf16_ndf16': GradBounds((0.3, 0.3, 0.6), (1.5e-2, 3e-2), 0.1, 0.03),
+    # Measured: per tensor 2.9e-3, network 1.2e-5 / 5.5e-5, full tensors 7.1e-4, flipped 0.4% (1 of 256).
+    'im1024_ngf8_ndf8': GradBounds((1e-2, 1e-2, 1e-2), (2e-4, 5e-4), 5e-3, 0.01),
+}
+
+# D-step quantities: measured relative errors <= 7.3e-6 (pred_fake_mean ~0.04 needs the small atol).
 _D_STEP_LOSSES = ('d_hinge_real', 'd_rec_big', 'd_rec_small', 'd_rec_part', 'd_err_real_total', 'd_err_fake',
                   'pred_real_mean', 'pred_fake_mean')
 
 
 def test_iteration_losses(golden, iteration):
-  """Losses of the D step within rtol 1e-5; the G loss (through the Adam-updated D) within rtol 1e-3.
+  """The D step's losses within rtol 1e-5; the G loss, which goes through the Adam-updated D, within 1e-4.
 
-  ``g_err`` is -mean(D'(fake)) with D' = D after its first Adam step, which is close to lr * sign(grad) and so
-  amplifies the tiny differences of near-zero D gradients (see test_iteration_g_gradients). Measured:
-  3.7e-5 (256) / 4.4e-6 (1024) relative in float32; the same iteration in float64 gives 2.4e-3 (256).
+  ``g_err`` = -mean(D'(fake)) with D' = D after its first Adam step: measured |err| 5.5e-7 (256 px, -0.0147)
+  and 9.4e-7 (1024 px) in float32, 3.6e-5 (256 px) in float64 (see the note above _D_TIGHT).
   """
   ref = golden.step_json['losses']
   assert set(ref) <= set(iteration.metrics)
   for name in _D_STEP_LOSSES:
     np.testing.assert_allclose(iteration.metrics[name], ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
-  np.testing.assert_allclose(iteration.metrics['g_err'], ref['g_err'], rtol=1e-3, err_msg='g_err')
-  rec_sum = iteration.metrics['d_hinge_real'] + sum(iteration.metrics[f'd_rec_{k}'] for k in ('big', 'small', 'part'))
-  np.testing.assert_allclose(iteration.metrics['d_err_real_total'], rec_sum, rtol=1e-6)
+  np.testing.assert_allclose(iteration.metrics['g_err'], ref['g_err'], rtol=0, atol=1e-4, err_msg='g_err')
+  parts = iteration.metrics['d_hinge_real'] + sum(iteration.metrics[f'd_rec_{k}'] for k in ('big', 'small', 'part'))
+  np.testing.assert_allclose(iteration.metrics['d_err_real_total'], parts, rtol=1e-6)
 
 
 def test_iteration_uses_part_and_draws(golden, iteration):
@@ -409,77 +449,84 @@ def test_iteration_uses_part_and_draws(golden, iteration):
 def test_iteration_d_gradients(golden, iteration):
   """D's gradients (real + fake passes, as ``.grad`` right after ``optD.step()``).
 
-  All layers except the first ones of the big branch (``down_from_big.*``, ``down_4.*``) match to float32
-  accuracy: checksum errors measured <= 6e-6, so 1e-4 is asserted, and full tensors to allclose. The first
-  layers are ill-conditioned (BatchNorm over a batch of 4, long accumulation): perturbing the real batch by
-  1e-6 (relative) moves D's gradients by 1.6e-3 of their max, and our float64 iteration differs from the
-  reference by up to 4e-3 (1024 px, sq-sum of ``down_from_big.3.weight``). Measured float32 errors:
-  checksums <= 7.4e-4, full tensor ``down_from_big.0`` 1.2e-3 of max; asserted 5e-3.
+  Layers next to the outputs (_D_TIGHT: 51 tensors) match to float32 accuracy: checksums within 2e-5
+  (measured <= 1.3e-6) and full tensors to allclose (measured <= 1.2e-5 of max, the same in float64: the
+  reference's rounding). The rest of D is ill-conditioned (see the note above _D_TIGHT): checksums within
+  1e-2, the full ``down_from_big.0`` gradient within 5e-3 of max (measured 1.3e-3).
   """
   ref = golden.step_json['D_grad_checksums_after_D_step_backward']
   assert set(ref) == set(iteration.d_grads)
+  assert sum(k.startswith(_D_TIGHT) for k in ref) >= 40
   for key, sums in ref.items():
-    bound = 5e-3 if key.startswith(_D_EARLY) else 1e-4
+    bound = _D_TIGHT_BOUND if key.startswith(_D_TIGHT) else _D_OTHER_BOUND
     errors = _checksum_errors(iteration.d_grads[key], sums)
     assert errors.max() <= bound, f'{key}: checksum errors {errors} > {bound}'
   for key, value in _by_prefix(golden.step_tensors, 'D_grad.').items():
     ours = iteration.d_grads[key]
-    scale = np.abs(value).max()
-    if key.startswith(_D_EARLY):
+    if key.startswith(_D_TIGHT):
+      np.testing.assert_allclose(ours, value, rtol=RTOL, atol=5e-5 * np.abs(value).max(), err_msg=key)
+    else:
       assert _rel_to_max(ours, value) <= 5e-3, key
-    else:  # measured <= 1.2e-5 of max (decoder_big.main.5, same in float64: the reference's rounding)
-      np.testing.assert_allclose(ours, value, rtol=RTOL, atol=5e-5 * scale, err_msg=key)
 
 
 def test_iteration_g_gradients(golden, iteration):
-  """G's gradients, pulled back through D *after* its Adam step: ill-conditioned, so a documented loose bound.
+  """G's gradients: ill-conditioned (pulled back through the Adam-updated D), so documented bounds per config.
 
-  Measured (float32, this implementation vs the reference): checksum errors <= 6.4e-3 (|d sum|/abs-sum and
-  abs-sum) and 1.3e-2 (sq-sum), worst for the scalar NoiseInjection weights at 256 px; full tensors
-  max|err|/max|ref| <= 1.3e-3. The reference's own float32 rounding is of the order of the loose bounds:
-  our iteration in float64 on the same inputs moves the full G gradients by up to 3.6e-2 of their max (256
-  px; 7e-4 at 1024 px) and the checksums by up to 0.13; perturbing the real batch by 1e-6 (relative) moves
-  them by 8e-2 of their global max (4e-2 with a plain SGD D step, 0 when D is not updated: the sensitivity
-  comes through the D step, i.e. D's ill-conditioned gradients and Adam's first step ~ lr * sign(grad), and
-  BatchNorm over a batch of 4). Asserted: checksums <= 2e-2 (sum, abs-sum) / 4e-2 (sq-sum), full tensors
-  <= 5e-3 of max, and the output conv ``to_128`` (measured 6e-5) <= 1e-3.
+  See the note above _D_TIGHT and _G_BOUNDS. At 256 px the float64 iteration differs from the reference by up
+  to 3.6e-2 of max on full tensors, so only loose bounds are meaningful there; at 1024 px the problem is
+  better conditioned and the bounds are ~10x tighter. The network-level relative errors (sums over all
+  tensors) are the tightest check of both. ``to_128`` (the 1x1 output conv) is well determined: measured
+  <= 4.5e-3 of max in every variant, asserted 1e-2.
   """
+  bounds = _G_BOUNDS[golden.cfg]
   ref = golden.step_json['G_grad_checksums']
   assert set(ref) == set(iteration.g_grads)
-  bound = np.array([2e-2, 2e-2, 4e-2])
+  net_abs = net_sq = 0.0
   for key, sums in ref.items():
     errors = _checksum_errors(iteration.g_grads[key], sums)
-    assert np.all(errors <= bound), f'{key}: checksum errors {errors} > {bound}'
+    assert np.all(errors <= bounds.per_tensor), f'{key}: checksum errors {errors} > {bounds.per_tensor}'
+    ours = _checksum(iteration.g_grads[key])
+    net_abs += abs(ours[1] - sums[1])
+    net_sq += abs(ours[2] - sums[2])
+  network = (net_abs / sum(s[1] for s in ref.values()), net_sq / sum(s[2] for s in ref.values()))
+  assert np.all(np.array(network) <= bounds.network), f'network-level errors {network} > {bounds.network}'
   for key, value in _by_prefix(golden.step_tensors, 'G_grad.').items():
-    limit = 1e-3 if key.startswith('to_128.') else 5e-3
+    limit = min(1e-2, bounds.full) if key.startswith('to_128.') else bounds.full
     assert _rel_to_max(iteration.g_grads[key], value) <= limit, key
 
 
-def _adam_flip_budget(n: int) -> float:
-  """Elements may differ by one sign flip of Adam's first step (2 lr) where |grad| ~ 0; allow 0.5% of them."""
-  return 2 * LR * max(2.0, 0.005 * n)
+def _max_flips(n: int, fraction: float) -> float:
+  return max(2.0, fraction * n)
 
 
 def test_iteration_post_step_state(golden, iteration):
   """State after the iteration (G: one forward + Adam step; D: three forwards + Adam step).
 
-  Buffers (u, v, BN running statistics) are deterministic functions of the forwards: measured <= 4.3e-6
-  relative, asserted 1e-4. Parameters moved by Adam's first step, lr * g / (|g| + eps) ~ +-lr: elements whose
-  gradient is ~0 may flip sign (2 lr = 4e-4), measured at most 54 of 147456 elements of a tensor; asserted:
-  abs-sum / sq-sum within 1e-3 (measured 2.2e-4), sum within the flip budget, and full tensors equal except
-  for at most 0.5% flipped elements, each by at most 2 lr.
+  Parameters moved by Adam's first step, lr * g / (|g| + eps) ~ +-lr, so an element whose gradient is ~0
+  (relative to the uncertainty of the gradients) may step the other way (2 lr = 4e-4). Flipped elements of a
+  tensor, measured: G 1.2% at 256 px (float64; 0.7% with 8 devices, 0.03% on 1 device), 0.4% at 1024 px;
+  D <= 0.05%. Asserted: at most max(2, fraction * n) flips (fraction 3% / 1% for G, 0.5% for D), for the
+  stored full tensors and, via the implied |d sum| / (2 lr), for every tensor; abs-sum / sq-sum within 2e-3
+  (measured 3.5e-4). Buffers: G's (one forward) and D's BN running statistics measured <= 4.3e-6, asserted
+  1e-4; D's u/v come from the third power iteration, on the updated D: measured 9.3e-5 (float64), 2.1e-5
+  (8 devices), asserted 1e-3.
   """
-  for prefix, ours, ref in (('G', iteration.g_after, golden.step_json['G_after_step_checksums[sum,abs_sum,sq_sum]']),
-                            ('D', iteration.d_after, golden.step_json['D_after_step_checksums[sum,abs_sum,sq_sum]'])):
+  g_fraction = _G_BOUNDS[golden.cfg].flip_fraction
+  for net, ours, ref, fraction in (
+      ('G', iteration.g_after, golden.step_json['G_after_step_checksums[sum,abs_sum,sq_sum]'], g_fraction),
+      ('D', iteration.d_after, golden.step_json['D_after_step_checksums[sum,abs_sum,sq_sum]'], 0.005)):
     ref = {k: v for k, v in ref.items() if not k.endswith('num_batches_tracked')}
-    assert set(ref) == set(ours), prefix
+    assert set(ref) == set(ours), net
     for key, sums in ref.items():
       errors = _checksum_errors(ours[key], sums)
       if key.endswith(_BUFFER_LEAVES):
-        assert errors.max() <= 1e-4, f'{prefix}.{key}: {errors}'
+        bound = 1e-3 if net == 'D' and key.endswith(('weight_u', 'weight_v')) else 1e-4
+        assert errors.max() <= bound, f'{net}.{key}: {errors}'
       else:
-        assert errors[1:].max() <= 1e-3, f'{prefix}.{key}: {errors}'
-        assert abs(_checksum(ours[key])[0] - sums[0]) <= _adam_flip_budget(ours[key].size) + 1e-4 * sums[1], key
+        assert errors[1:].max() <= 2e-3, f'{net}.{key}: {errors}'
+        d_sum = abs(_checksum(ours[key])[0] - sums[0])
+        flips = _max_flips(ours[key].size, fraction)
+        assert d_sum <= 2 * LR * flips + 1e-4 * sums[1], f'{net}.{key}: sum off by {d_sum / (2 * LR):.1f} flips'
 
   before = {**{'G.' + k: v for k, v in golden.g_sd.items()}, **{'D.' + k: v for k, v in golden.d_sd.items()}}
   for key, value in golden.step_tensors.items():
@@ -490,23 +537,33 @@ def test_iteration_post_step_state(golden, iteration):
     if name.endswith(_BUFFER_LEAVES):
       np.testing.assert_allclose(ours, value, rtol=RTOL, atol=ATOL, err_msg=key)
       continue
-    assert np.abs(value - before[key]).max() <= LR * (1 + 1e-3), f'{key}: reference step exceeds lr'
+    assert np.abs(value - before[key]).max() <= LR * (1 + 1e-3), f'{key}: the reference step exceeds lr'
     err = np.abs(ours - value)
     assert err.max() <= 2 * LR * (1 + 1e-3) + ATOL, key
     flipped = int(np.sum(err > 1e-6 + RTOL * np.abs(value)))
-    assert flipped <= max(2, 0.005 * value.size), f'{key}: {flipped} of {value.size} elements differ'
+    allowed = _max_flips(value.size, g_fraction if net == 'G' else 0.005)
+    assert flipped <= allowed, f'{key}: {flipped} of {value.size} elements differ'
 
 
 def test_iteration_ema_and_step(iteration):
   """EMA of G's parameters: 0.999 * old + 0.001 * new (not in the golden data); the step is not advanced."""
   assert int(iteration.new_state.step) == 0
-  expected = jax.tree_util.tree_map(lambda e, p: 0.999 * e + 0.001 * p, iteration.state.ema_params,
-                                    iteration.new_state.g_params)
-  jax.tree_util.tree_map(functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-7),
-                         iteration.new_state.ema_params, expected)
+  leaves = lambda t: [np.asarray(x) for x in jax.tree_util.tree_leaves(t)]  # pylint: disable=unnecessary-lambda-assignment
+  for ema, old, new in zip(leaves(iteration.new_state.ema_params), leaves(iteration.state.ema_params),
+                           leaves(iteration.new_state.g_params)):
+    np.testing.assert_allclose(ema, 0.999 * old + 0.001 * new, rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------ converter
+
+
+def test_parameter_counts_match_meta(golden, shared_data):
+  with open(shared_data / 'fastgan_golden' / 'meta.json') as f:
+    meta = json.load(f)[golden.cfg]
+  assert fastgan.count_params(golden.g_template['params']) == meta['G_trainable_params']
+  assert fastgan.count_params(golden.d_template['params']) == meta['D_trainable_params']
+
+
 
 
 def test_convert_round_trip(golden):
