@@ -22,8 +22,9 @@ leave), the inputs the official training step feeds to D, one full training iter
 (:func:`fsgan_jax.steps.gan_iteration` with ``recon='mse'``: losses, gradients, post-step state) and the
 converter round trip.
 
-Runtime: each configuration compiles the forwards once and the iteration once (about 35 s per configuration on
-a 2-core CPU); the module-scoped fixtures below keep one configuration alive at a time.
+Runtime: per configuration, one jitted function holds every forward and one the training iteration (the
+latter compiles in 35-50 s on a 2-core CPU); the module-scoped fixtures keep one configuration alive at a time.
+About 100-130 s in all without, 40-50 s with conftest's persistent compilation cache.
 """
 
 from __future__ import annotations
@@ -372,8 +373,9 @@ def iteration(golden) -> Iteration:
 # variants of OUR iteration were compared with the reference: float32 on 1 CPU device, float32 with the 8 fake
 # devices of conftest.py (XLA partitions reductions differently) and the same code in float64. The bounds below
 # cover all three with a margin; the numbers quoted are the worst over the variants ([256 px, 1024 px]).
-# * A 1e-6 relative perturbation of the real batch moves D's gradients by 1.6e-3 of their max (first layers of
-#   the big branch; BatchNorm over a batch of 4) and G's by 8e-2 of their max. G's gradients are pulled back
+# * A 1e-6 relative perturbation of the real batch (256 px) moves D's gradients by 1.6e-3 of their global max
+#   (the first layers of the big branch have the largest gradients and errors; presumably BatchNorm over a
+#   batch of 4) and G's by 8e-2 of their global max. G's gradients are pulled back
 #   through D *after* its Adam step: with a plain SGD D step they still move by 4e-2, with no D step not at
 #   all, and scaling the D step by 1 + 1e-6 moves them by only 1.6e-6. So G's gradients inherit (and amplify
 #   ~25x) the conditioning of D's gradients; at 256 px this makes them uncertain at the few-percent level.
@@ -548,9 +550,10 @@ def test_iteration_post_step_state(golden, iteration):
 def test_iteration_ema_and_step(iteration):
   """EMA of G's parameters: 0.999 * old + 0.001 * new (not in the golden data); the step is not advanced."""
   assert int(iteration.new_state.step) == 0
-  leaves = lambda t: [np.asarray(x) for x in jax.tree_util.tree_leaves(t)]  # pylint: disable=unnecessary-lambda-assignment
+  leaves = jax.tree_util.tree_leaves
   for ema, old, new in zip(leaves(iteration.new_state.ema_params), leaves(iteration.state.ema_params),
                            leaves(iteration.new_state.g_params)):
+    ema, old, new = np.asarray(ema), np.asarray(old), np.asarray(new)
     np.testing.assert_allclose(ema, 0.999 * old + 0.001 * new, rtol=1e-6, atol=1e-7)
 
 

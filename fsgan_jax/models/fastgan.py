@@ -263,9 +263,9 @@ def count_params(params) -> int:
   return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
 
 
-def _init_leaf(seed: int, names: list[str], shape: tuple[int, ...]) -> np.ndarray:
+def _init_leaf(seed: Sequence[int], names: list[str], shape: tuple[int, ...]) -> np.ndarray:
   """FastGAN's initial value of one variable (``weights_init`` for params, PyTorch defaults for buffers)."""
-  rng = np.random.default_rng([seed, zlib.crc32('/'.join(names).encode())])
+  rng = np.random.default_rng([*seed, zlib.crc32('/'.join(names).encode())])
   kind = (names[0], names[-1])
   if kind == ('params', 'kernel'):
     return (0.02 * rng.standard_normal(shape)).astype(np.float32)
@@ -299,11 +299,11 @@ def init_models(key: Array, g: Generator, d: Discriminator) -> tuple[dict, dict]
   with numpy (seeded by ``key`` and the variable path) because ``Module.init`` compiles one threefry kernel per
   distinct parameter shape, which costs 20-40 s on a CPU. ``Module.init`` gives the same distributions.
   """
-  seed = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
+  seed = [int(w) for w in np.asarray(jax.random.key_data(key)).ravel()]
   out = []
   for offset, struct in enumerate(variable_shapes(g, d)):
     out.append(jax.tree_util.tree_map_with_path(
-        lambda path, leaf, o=offset: _init_leaf(seed + o, [p.key for p in path], tuple(leaf.shape)), struct))
+        lambda path, leaf, o=offset: _init_leaf(seed + [o], [p.key for p in path], tuple(leaf.shape)), struct))
   return out[0], out[1]
 
 
