@@ -170,14 +170,19 @@ def sample_real_batch(images: Array, key: Array, step: Array, batch: int, flip: 
 
 
 def train_step(setup: GanSetup, state: TrainState, images: Array, lpips_params: Any, batch: int,
-               flip: bool = True, batch_sharding: Any = None):
+               flip: bool = True, batch_sharding: Any = None, return_grads: bool = False):
   """Samples a real batch and the draws from ``fold_in(state.rng, step)``, runs one iteration, advances the
-  step. ``images`` is the whole (small) training set, resident on device."""
+  step. ``images`` is the whole (small) training set, resident on device. With ``return_grads`` the metrics
+  also hold the iteration's G and D gradients (for tests)."""
   data_key = jax.random.fold_in(state.rng, _DATA_STREAM)  # the same for every step: epoch permutations
   draw_key = jax.random.fold_in(state.rng, state.step)
   real = sample_real_batch(images, data_key, state.step, batch, flip)
   if batch_sharding is not None:
     real = jax.lax.with_sharding_constraint(real, batch_sharding)
   draws = sample_draws(setup, draw_key, batch)
-  new_state, metrics, _ = gan_iteration(setup, state, real, draws, lpips_params)
+  if batch_sharding is not None:
+    draws = draws._replace(z=jax.lax.with_sharding_constraint(draws.z, batch_sharding))
+  new_state, metrics, (g_grads, d_grads) = gan_iteration(setup, state, real, draws, lpips_params)
+  if return_grads:
+    metrics = dict(metrics, g_grads=g_grads, d_grads=d_grads)
   return new_state.replace(step=state.step + 1), metrics

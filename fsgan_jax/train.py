@@ -106,11 +106,12 @@ def create_state(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh:
   return train_state.place(state, NamedSharding(mesh, P()))
 
 
-def make_train_step(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh: Mesh):
+def make_train_step(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh: Mesh,
+                    return_grads: bool = False):
   """The jitted, state-donating step ``(state, images, lpips_params) -> (state, metrics)``."""
   repl = NamedSharding(mesh, P())
   fn = functools.partial(steps.train_step, setup, batch=config.batch_size, flip=config.data.flip,
-                         batch_sharding=NamedSharding(mesh, P('data')))
+                         batch_sharding=NamedSharding(mesh, P('data')), return_grads=return_grads)
   return jax.jit(fn, in_shardings=(repl, repl, repl), out_shardings=(repl, repl), donate_argnums=(0,))
 
 

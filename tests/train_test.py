@@ -67,7 +67,11 @@ def test_train_resume_and_sample(tmp_path):
 
 
 def test_sharded_step_equals_single_device():
-  """One step with the global batch split over 8 devices equals the same step on 1 device."""
+  """One step with the global batch split over 8 devices equals the same step on 1 device.
+
+  Compared: losses, gradients and BN/spectral-norm statistics. Not the post-Adam parameters: Adam's first update
+  is lr * g / (|g| + eps), so a gradient element near zero may step either way under reduction-order noise.
+  """
   config = tiny.get_config()
   setup = train.build_setup(config)
   images_np = np.random.default_rng(0).uniform(-1, 1, (16, 128, 128, 1)).astype(np.float32)
@@ -76,18 +80,19 @@ def test_sharded_step_equals_single_device():
     mesh = train.make_mesh(devices)
     repl = NamedSharding(mesh, P())
     state = train.create_state(config, setup, mesh)
-    step = train.make_train_step(config, setup, mesh)
+    step = train.make_train_step(config, setup, mesh, return_grads=True)
     state, metrics = step(state, jax.device_put(images_np, repl), jax.device_put({}, repl))
-    results.append((_leaves(state), jax.device_get(metrics)))
-  (s1, m1), (s8, m8) = results
+    metrics = jax.device_get(metrics)
+    grads = (metrics.pop('g_grads'), metrics.pop('d_grads'))
+    results.append((metrics, grads, jax.device_get((state.g_stats, state.d_stats))))
+  (m1, g1, s1), (m8, g8, s8) = results
   for k in m1:
     np.testing.assert_allclose(m1[k], m8[k], rtol=1e-5, atol=1e-6, err_msg=k)
-  # Adam's first update is lr * g / (|g| + eps): for the few gradients of order eps, reduction-order noise
-  # moves the update by a fraction of lr, so parameters are compared to 0.1 * lr; everything else tighter.
-  for a, b in zip(s1, s8):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=0.1 * config.lr)
-  close = np.mean(np.concatenate([np.isclose(a, b, rtol=1e-5, atol=1e-7).ravel() for a, b in zip(s1, s8)]))
-  assert close > 0.99, close
+  for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g8)):
+    scale = np.abs(a).max() + 1e-12
+    assert np.abs(a - b).max() / scale < 1e-3, (np.abs(a - b).max(), scale)
+  for a, b in zip(jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s8)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_bad_config_fails_before_compile():
