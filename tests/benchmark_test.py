@@ -1,0 +1,20 @@
+"""Smoke run of the throughput benchmark (tiny sizes; no assertions on speed)."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_train_throughput_quick(tmp_path):
+  out = tmp_path / 'bench.json'
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', TF_CPP_MIN_LOG_LEVEL='3')
+  proc = subprocess.run([sys.executable, 'benchmarks/train_throughput.py', '--quick', f'--json={out}'], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(out.read_text())
+  assert result['device_count'] == 8 and result['batch'] == 8
+  for key in ('compile_s', 'step_ms_median', 'img_per_s'):
+    assert result[key] > 0, key
