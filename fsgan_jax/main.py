@@ -45,7 +45,10 @@ def main(argv):
     if FLAGS.config is None:
       raise app.UsageError('--config is required for --mode=train')
     metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    print('final metrics: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
+    if metrics:
+      print('final metrics: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
+    else:
+      print(f'{FLAGS.workdir} is already trained to config.num_steps; nothing to do')
   except (train.ConfigError, FileNotFoundError, ValueError, FloatingPointError) as e:
     raise SystemExit(f'error: {e}') from None
 

