@@ -5,8 +5,8 @@ Same architecture family, hinge loss, DiffAugment, optimiser, EMA and data (bund
 variant), ngf = ndf = 16, D's reconstruction decoders at width 8 instead of 32, per-sample MSE instead of
 LPIPS-VGG for the reconstruction loss (LPIPS alone would triple the step time), 900 steps, and EMA decay 0.99
 (with 0.999 the EMA after 900 steps is still 41% the random initialisation: 0.999**900 = 0.41).
-Measured on the 2-core CPU here: about 0.7 s per step; the README quick-start command (install + 800 steps)
-took 10.5 min. Expected result: ``WORKDIR/samples/step_0000900.png`` shows
+Measured on the 2-core CPU here: about 0.75 s per step; the README quick-start command (install + 900 steps)
+took 12.4 min (training 11.6 min). Expected result: ``WORKDIR/samples/step_0000900.png`` shows
 blurry axial brain slices with a clear skull/brain outline (not yet tumor detail).
 
 Run::
