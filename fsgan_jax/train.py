@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from absl import logging
 from clu import metric_writers
