@@ -329,6 +329,36 @@ def _check_storage_pid(pid: Any, length: int, filename: str) -> tuple[Any, ...]:
   return pid
 
 
+def zip_storage_loader(zf: zipfile.ZipFile, filename: str, storage_dir: str,
+                       byteorder: str) -> Callable[[Any], _Storage]:
+  """A ``persistent_load`` that maps storage records to the archive's ``<storage_dir>/<key>`` entries.
+
+  Shared by ``torch.save`` zips and TorchScript archives; each record is read once and size-checked.
+  """
+  storages: dict[str, _Storage] = {}
+
+  def persistent_load(pid: Any) -> _Storage:
+    _, storage_type, key, _, numel = _check_storage_pid(pid, 5, filename)
+    key = str(key)
+    if key not in storages:
+      nbytes = numel * storage_type.dtype.itemsize
+      record = f'{storage_dir}/{key}'
+      try:
+        info = zf.getinfo(record)
+      except KeyError:
+        raise CheckpointFormatError(
+            f'{filename}: missing storage record {record!r}') from None
+      if info.file_size < nbytes:
+        raise CheckpointFormatError(
+            f'{filename}: storage record {record!r} has {info.file_size} '
+            f'bytes, expected {nbytes}')
+      raw = np.frombuffer(zf.read(record), dtype=np.uint8)[:nbytes]
+      storages[key] = _Storage(raw, storage_type.dtype, byteorder)
+    return storages[key]
+
+  return persistent_load
+
+
 def _load_zip(zf: zipfile.ZipFile, filename: str) -> Any:
   """Loads a checkpoint in the zip format (torch >= 1.6)."""
   names = zf.namelist()
@@ -351,26 +381,7 @@ def _load_zip(zf: zipfile.ZipFile, filename: str) -> Any:
       raise CheckpointFormatError(f'{filename}: unknown byte order '
                                   f'{byteorder!r}')
 
-  storages: dict[str, _Storage] = {}
-
-  def persistent_load(pid: Any) -> _Storage:
-    _, storage_type, key, _, numel = _check_storage_pid(pid, 5, filename)
-    key = str(key)
-    if key not in storages:
-      nbytes = numel * storage_type.dtype.itemsize
-      record = f'{prefix}data/{key}'
-      try:
-        info = zf.getinfo(record)
-      except KeyError:
-        raise CheckpointFormatError(
-            f'{filename}: missing storage record {record!r}') from None
-      if info.file_size < nbytes:
-        raise CheckpointFormatError(
-            f'{filename}: storage record {record!r} has {info.file_size} '
-            f'bytes, expected {nbytes}')
-      raw = np.frombuffer(zf.read(record), dtype=np.uint8)[:nbytes]
-      storages[key] = _Storage(raw, storage_type.dtype, byteorder)
-    return storages[key]
+  persistent_load = zip_storage_loader(zf, filename, f'{prefix}data', byteorder)
 
   # Unpickle from memory (see _RestrictedUnpickler.load).
   data_pkl = io.BytesIO(zf.read(pkl_names[0]))

@@ -166,28 +166,7 @@ def _unpickle(zf: zipfile.ZipFile, prefix: str, record: str,
     if byteorder not in ('little', 'big'):
       raise CheckpointFormatError(f'{filename}: unknown byte order '
                                   f'{byteorder!r}')
-  storages: dict[str, torch_pickle._Storage] = {}
-
-  def persistent_load(pid: Any) -> torch_pickle._Storage:
-    _, storage_type, key, _, numel = torch_pickle._check_storage_pid(
-        pid, 5, filename)
-    key = str(key)
-    if key not in storages:
-      name = f'{prefix}{storage_dir}/{key}'
-      try:
-        info = zf.getinfo(name)
-      except KeyError:
-        raise CheckpointFormatError(
-            f'{filename}: missing storage record {name!r}') from None
-      nbytes = numel * storage_type.dtype.itemsize
-      if info.file_size < nbytes:
-        raise CheckpointFormatError(
-            f'{filename}: storage record {name!r} has {info.file_size} '
-            f'bytes, expected {nbytes}')
-      raw = np.frombuffer(zf.read(name), dtype=np.uint8)
-      storages[key] = torch_pickle._Storage(raw, storage_type.dtype,
-                                            byteorder)
-    return storages[key]
+  persistent_load = torch_pickle.zip_storage_loader(zf, filename, f'{prefix}{storage_dir}', byteorder)
 
   data = io.BytesIO(zf.read(f'{prefix}{record}'))
   return _TorchScriptUnpickler(data, f'{filename}:{record}',
