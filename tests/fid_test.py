@@ -35,6 +35,12 @@ from fsgan_jax.evaluators import inception
 from fsgan_jax.evaluators import kid
 
 REF_FID = 66.313676  # FID(lgg_flair_100, other_100), README section 5.
+# The same FID with the other resize conventions, measured with the
+# TorchScript model on inputs resized by the original code (torch
+# F.interpolate as pytorch-fid; PIL as clean-fid): see
+# tests/testdata/make_resize_golden.py --fid.
+REF_FID_BY_RESIZE = {'tf1': REF_FID, 'pytorch_fid': 66.399178,
+                     'clean': 66.149273}
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -48,17 +54,37 @@ def fixture_params(shared_data):
   return inception.load_params(path)
 
 
-@pytest.fixture(name='parity_features', scope='session')
-def fixture_parity_features(params, shared_data):
-  """Our features of lgg_flair_100 and of the 100 other slices (once)."""
+@pytest.fixture(name='parity_images', scope='session')
+def fixture_parity_images(shared_data):
+  """lgg_flair_100 and the 100 other slices, uint8 [100, 256, 256, 3]."""
   flair = fid.load_folder(shared_data / 'lgg_flair_100')
   with open(shared_data / 'fid_inception' / 'fid_other_100.csv') as f:
     other = np.stack([
         fid.read_image(shared_data / row['file'])
         for row in csv.DictReader(f)])
   assert flair.shape == other.shape == (100, 256, 256, 3)
-  return (inception.features_from_images(params, flair, 50),
-          inception.features_from_images(params, other, 50))
+  return flair, other
+
+
+@pytest.fixture(name='features_by_resize', scope='session')
+def fixture_features_by_resize(params, parity_images):
+  """resize -> our features of (lgg_flair_100, other_100), made once."""
+  cache = {}
+
+  def get(resize):
+    if resize not in cache:
+      cache[resize] = tuple(
+          inception.features_from_images(params, x, 50, resize=resize)
+          for x in parity_images)
+    return cache[resize]
+
+  return get
+
+
+@pytest.fixture(name='parity_features', scope='session')
+def fixture_parity_features(features_by_resize):
+  """Our tf1 features of lgg_flair_100 and of the 100 other slices."""
+  return features_by_resize('tf1')
 
 
 def _write_pngs(folder: pathlib.Path, n: int, size=(40, 32), gray=False,
@@ -91,22 +117,35 @@ def test_identical_stats_give_zero():
   assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-8
 
 
-def test_known_gaussians_closed_form():
+@pytest.mark.parametrize('method', fid.FRECHET_METHODS)
+def test_known_gaussians_closed_form(method):
   rng = np.random.default_rng(2)
   d = 6
   mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
   a, b = rng.uniform(0.1, 3.0, d), rng.uniform(0.1, 3.0, d)
   want = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-  got = fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b))
+  got = fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b), method=method)
   np.testing.assert_allclose(got, want, rtol=1e-10)
   # Same eigenbasis (commuting covariances): the same closed form.
   q, _ = np.linalg.qr(rng.normal(size=(d, d)))
   got = fid.frechet_distance(mu1, q @ np.diag(a) @ q.T, mu2,
-                             q @ np.diag(b) @ q.T)
+                             q @ np.diag(b) @ q.T, method=method)
   np.testing.assert_allclose(got, want, rtol=1e-8)
   # 1-D: (m1 - m2)^2 + (s1 - s2)^2.
   np.testing.assert_allclose(
-      fid.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]), 4.0 + 1.0)
+      fid.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]], method=method),
+      4.0 + 1.0)
+
+
+def test_eigh_method_matches_sqrtm_on_non_commuting_covariances():
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(300, 64)) @ rng.normal(size=(64, 64))
+  y = rng.normal(size=(200, 64)) @ rng.normal(size=(64, 64)) + 0.3
+  a, b = fid.stats(x), fid.stats(y)
+  np.testing.assert_allclose(fid.frechet_distance(*a, *b, method='eigh'),
+                             fid.frechet_distance(*a, *b), rtol=1e-9)
+  with pytest.raises(ValueError, match='unknown Frechet method'):
+    fid.frechet_distance(*a, *b, method='svd')
 
 
 def test_eps_fallback_on_singular_product():
@@ -205,6 +244,35 @@ def test_fid_parity_lgg_flair_100_vs_other_100(parity_features,
   print(f'FID(lgg_flair_100, other_100): ours {value:.6f}, reference '
         f'{REF_FID}')
   assert abs(value - REF_FID) < 0.01
+  # The fast eigendecomposition form used during training agrees closely.
+  fast = fid.frechet_distance(mu1, s1, *fid.stats(ours_other), method='eigh')
+  assert abs(fast - value) < 1e-3
+
+
+@pytest.mark.parametrize('resize', ['pytorch_fid', 'clean'])
+def test_fid_other_resize_conventions(features_by_resize, resize):
+  flair, other = features_by_resize(resize)
+  value = fid.frechet_distance(*fid.stats(flair), *fid.stats(other))
+  want = REF_FID_BY_RESIZE[resize]
+  print(f'FID(lgg_flair_100, other_100), resize={resize}: ours {value:.6f}, '
+        f'reference {want}')
+  assert abs(value - want) < 0.01
+  # Not the tf1 value: the convention matters (and must be reported).
+  assert abs(value - REF_FID) > 0.05
+
+
+def test_folder_or_npz_stats_resize(params, tmp_path):
+  a = _write_pngs(tmp_path / 'a', 3, size=(24, 20), seed=3)
+  got = {r: fid.folder_or_npz_stats(a, params, batch_size=4, resize=r)
+         for r in fid.RESIZE_MODES}
+  images = fid.load_folder(a)
+  for r, (mu, _) in got.items():
+    want = inception.features_from_images(params, images, 4, resize=r)
+    np.testing.assert_allclose(mu, want.astype(np.float64).mean(0),
+                               atol=1e-5)
+  assert not np.allclose(got['tf1'][0], got['clean'][0], atol=1e-4)
+  with pytest.raises(ValueError, match="'bogus'"):
+    fid.folder_or_npz_stats(a, params, resize='bogus')
 
 
 # ---- Command line. ---------------------------------------------------------
@@ -224,6 +292,22 @@ def test_cli_folders(params, tmp_path, capsys):
   assert np.isfinite(value) and value > 0
   mu, sigma = fid.load_npz_stats(out_npz)
   assert mu.shape == (2048,) and sigma.shape == (2048, 2048)
+
+
+@pytest.mark.parametrize('resize', ['pytorch_fid', 'clean'])
+def test_cli_resize_modes(params, tmp_path, capsys, resize):
+  a = _write_pngs(tmp_path / 'a', 3, size=(24, 20), gray=True, seed=4)
+  b = _write_pngs(tmp_path / 'b', 3, size=(24, 20), seed=5)
+  rc = fid.main([str(a), str(b), '--batch-size', '3', '--resize', resize])
+  captured = capsys.readouterr()
+  out = captured.out.strip().splitlines()
+  assert rc == 0, captured.err
+  assert f'resize convention: {resize}' in captured.err
+  value = float(out[-1].split()[1])
+  want = fid.frechet_distance(
+      *fid.folder_or_npz_stats(a, params, 3, resize=resize),
+      *fid.folder_or_npz_stats(b, params, 3, resize=resize))
+  assert out[-1] == f'FID: {want:.6f}' and np.isfinite(value)
 
 
 def test_cli_npz_inputs(tmp_path, capsys):
@@ -254,7 +338,8 @@ def _bad_inputs(tmp: pathlib.Path) -> dict[str, list[str]]:
       'at least 2 images': [str(one), str(ok)],
       'different dimensions': [str(tmp / 's3.npz'), str(tmp / 's4.npz')],
       'sigma': [str(tmp / 'nokeys.npz'), str(tmp / 's3.npz')],
-      'available: tf1': [str(ok), str(ok), '--resize', 'pil_bicubic'],
+      'available: tf1, pytorch_fid, clean': [str(ok), str(ok), '--resize',
+                                             'pil_bicubic'],
   }
 
 
