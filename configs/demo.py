@@ -29,4 +29,6 @@ def get_config():
   c.log_every = 50
   c.sample_every = 100
   c.checkpoint_every = 100
+  c.eval.every = 0  # no periodic FID (Inception on 2 CPU cores would double the demo); use --mode=eval after
+  c.eval.num_samples = 500
   return c

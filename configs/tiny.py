@@ -19,4 +19,13 @@ def get_config():
   c.checkpoint_every = 2
   c.keep_checkpoints = 2
   c.num_sample_images = 4
+  c.eval.every = 0
+  c.eval.num_samples = 16
+  c.eval.train_num_samples = 16
+  c.eval.batch_size = 8
+  c.eval.fid_method = 'eigh'
+  c.eval.keep_images = 16
+  c.eval.diversity_pairs = 8
+  c.eval.kid_subsets = 4
+  c.eval.num_closest_pairs = 4
   return c

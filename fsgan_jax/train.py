@@ -74,6 +74,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     raise ConfigError(f'config.recon_loss={config.recon_loss!r}; choose one of {sorted(losses.RECON_LOSSES)}')
   if config.sample_bn not in ('batch', 'running'):
     raise ConfigError(f"config.sample_bn={config.sample_bn!r}; choose 'batch' or 'running'")
+  if 'eval' in config:
+    from fsgan_jax import evaluate  # pylint: disable=g-import-not-at-top
+    try:
+      evaluate.validate_eval_config(config, num_devices)
+    except evaluate.EvalError as e:
+      raise ConfigError(str(e)) from None
 
 
 def build_models(config: ml_collections.ConfigDict) -> tuple[fastgan.Generator, fastgan.Discriminator]:
@@ -115,20 +121,23 @@ def make_train_step(config: ml_collections.ConfigDict, setup: steps.GanSetup, me
   return jax.jit(fn, in_shardings=(repl, repl, repl), out_shardings=(repl, repl), donate_argnums=(0,))
 
 
+def generate(generator: fastgan.Generator, sample_bn: str, params, stats, z: jax.Array, key: jax.Array) -> jax.Array:
+  """Images of ``generator`` for latents ``z`` in [-1, 1] (clipped); traceable.
+
+  ``sample_bn='batch'``: BatchNorm with the statistics of this batch, as the official eval.py (updates are
+  discarded); ``'running'``: the running averages.
+  """
+  variables = {'params': params, 'batch_stats': stats}
+  if sample_bn == 'batch':
+    (big, _), _ = generator.apply(variables, z, train=True, mutable=['batch_stats'], rngs={'noise': key})
+  else:
+    big, _ = generator.apply(variables, z, train=False, rngs={'noise': key})
+  return jnp.clip(big, -1.0, 1.0)
+
+
 def make_sampler(setup: steps.GanSetup, sample_bn: str = 'batch'):
-  """``(ema_params, g_stats, z, noise_key) -> images`` at G's resolution, in [-1, 1] (clipped)."""
-  g = setup.generator
-
-  @jax.jit
-  def sample(params, stats, z, key):
-    variables = {'params': params, 'batch_stats': stats}
-    if sample_bn == 'batch':  # official eval.py: BN with batch statistics; updates are discarded
-      (big, _), _ = g.apply(variables, z, train=True, mutable=['batch_stats'], rngs={'noise': key})
-    else:
-      big, _ = g.apply(variables, z, train=False, rngs={'noise': key})
-    return jnp.clip(big, -1.0, 1.0)
-
-  return sample
+  """Jitted ``(ema_params, g_stats, z, noise_key) -> images`` at G's resolution, in [-1, 1] (clipped)."""
+  return jax.jit(functools.partial(generate, setup.generator, sample_bn))
 
 
 _SHAPE_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'data.channels')
@@ -213,6 +222,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   sample_z = jax.random.normal(sample_key, (config.num_sample_images, config.model.nz))
   report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer)
   samples_dir = os.path.join(workdir, 'samples')
+  evaluator, best_manager = None, None
+  if 'eval' in config and config.eval.every and initial_step < config.num_steps:
+    from fsgan_jax import evaluate  # pylint: disable=g-import-not-at-top
+    evaluator = evaluate.Evaluator(config, setup, mesh)
+    if config.eval.best_metric:
+      best_manager = checkpointing.make_best_manager(workdir, config.eval.best_metric)
 
   last: dict[str, float] = {}
   t0, t0_step = time.perf_counter(), initial_step
@@ -238,6 +253,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if step % config.checkpoint_every == 0 or is_last:
       _check_finite(step, {k: float(v) for k, v in jax.device_get(metrics).items()})  # never save a bad state
       checkpointing.save(manager, step, state, force=is_last)
+    if evaluator is not None and (step % config.eval.every == 0 or is_last):
+      _periodic_eval(config, workdir, step, state, evaluator, best_manager, writer)
   manager.wait_until_finished()
+  if best_manager is not None:
+    best_manager.wait_until_finished()
   writer.flush()
   return last
+
+
+def _periodic_eval(config: ml_collections.ConfigDict, workdir: str, step: int, state: train_state.TrainState,
+                   evaluator, best_manager, writer) -> None:
+  """FID/KID of the EMA generator during training; keeps the best checkpoint by ``config.eval.best_metric``."""
+  from fsgan_jax import evaluate  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  results, _ = evaluator.evaluate(state.ema_params, state.g_stats, config.eval.train_num_samples,
+                                  config.eval.train_metrics, seed=config.seed, fid_method='eigh')
+  scalars = evaluate.flat_scalars(results)
+  writer.write_scalars(step, {f'eval/{k}': v for k, v in scalars.items()})
+  evaluate.append_history(workdir, step, scalars, kind='train')
+  logging.info('eval at step %d (%.1f s): %s', step, time.perf_counter() - t0,
+               ', '.join(f'{k}={v:.4g}' for k, v in sorted(scalars.items())))
+  metric = config.eval.best_metric
+  if best_manager is not None:
+    if metric not in scalars:
+      logging.warning('config.eval.best_metric=%r was not computed (have %s); best checkpoint not updated', metric,
+                      sorted(scalars))
+    elif np.isfinite(scalars[metric]):
+      checkpointing.save_best(best_manager, step, state, {metric: scalars[metric]})
