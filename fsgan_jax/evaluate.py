@@ -136,11 +136,37 @@ def load_real_set(name: str, directory: Optional[str | os.PathLike], size: int, 
                  images=input_pipeline.to_uint8(images), groups=_groups_from_index(files))
 
 
+def default_real_sets(config: ml_collections.ConfigDict) -> list[RealSet]:
+  """The training set (as the model saw it) and, if there is one, the held-out set (see `heldout_dir`)."""
+  res, ch = config.model.resolution, config.data.channels
+  if config.data.get('tfds_name'):
+    images, subjects = input_pipeline.load_config_data(config.data, res, return_subjects=True)
+    sets = [RealSet('train', input_pipeline.describe_source(config.data), input_pipeline.to_uint8(images), subjects)]
+    if not config.eval.heldout_dir:
+      data = ml_collections.ConfigDict(config.data.to_dict())
+      data.limit = 0  # data.limit selects the k-shot training subset; the held-out split is used whole
+      try:
+        images, subjects = input_pipeline.load_config_data(data, res, split='heldout', return_subjects=True)
+      except input_pipeline.DataError as e:
+        logging.warning('eval: no held-out set (%s)', e)
+      else:
+        sets.append(RealSet('heldout', input_pipeline.describe_source(config.data, 'heldout'),
+                            input_pipeline.to_uint8(images), subjects))
+    if len(sets[0].images) < 2:
+      raise EvalError(f'the training set {sets[0].source} has {len(sets[0].images)} image(s); at least 2 are needed')
+  else:
+    sets = [load_real_set('train', config.data.dir, res, ch, config.data.limit or None)]
+  held = heldout_dir(config)
+  if held:
+    sets.append(load_real_set('heldout', held, res, ch))
+  return [rs for rs in sets if len(rs.images) >= 2]
+
+
 def heldout_dir(config: ml_collections.ConfigDict) -> Optional[str]:
   """``config.eval.heldout_dir``; the bundled held-out patients when training on the bundled set; else None."""
   if config.eval.heldout_dir:
     return config.eval.heldout_dir
-  if config.data.dir is None and BUNDLED_HELDOUT_DIR.is_dir():
+  if config.data.dir is None and not config.data.get('tfds_name') and BUNDLED_HELDOUT_DIR.is_dir():
     return str(BUNDLED_HELDOUT_DIR)
   return None
 
@@ -163,7 +189,7 @@ def _features_fn(resize: str, mesh: Mesh):
   """One jitted feature function per (resize, mesh), shared by all evaluators (compiled once per shape)."""
   return jax.jit(functools.partial(_inception_features, resize),
                  in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))),
-                 out_shardings=NamedSharding(mesh, P()))
+                 out_shardings=NamedSharding(mesh, P()), compiler_options=inception.compiler_options())
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,7 +203,7 @@ def _generate_fn(generator: Any, sample_bn: str, resize: str, mesh: Mesh):
 
   repl = NamedSharding(mesh, P())
   return jax.jit(generate, in_shardings=(repl, repl, repl, NamedSharding(mesh, P('data')), repl),
-                 out_shardings=(repl, repl))
+                 out_shardings=(repl, repl), compiler_options=inception.compiler_options())
 
 
 class Evaluator:
@@ -207,11 +233,7 @@ class Evaluator:
     self._features = _features_fn(self.resize, mesh)
     self._generate = _generate_fn(setup.generator, config.sample_bn, self.resize, mesh)
     if real_sets is None:
-      res, ch = config.model.resolution, config.data.channels
-      real_sets = [load_real_set('train', config.data.dir, res, ch, config.data.limit or None)]
-      held = heldout_dir(config)
-      if held:
-        real_sets.append(load_real_set('heldout', held, res, ch))
+      real_sets = default_real_sets(config)
     self.real_sets = list(real_sets)
     for rs in self.real_sets:
       if rs.features is None:

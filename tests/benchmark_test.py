@@ -18,3 +18,18 @@ def test_train_throughput_quick(tmp_path):
   assert result['device_count'] == 8 and result['batch'] == 8
   for key in ('compile_s', 'step_ms_median', 'img_per_s'):
     assert result[key] > 0, key
+
+
+def test_inception_throughput_quick(tmp_path):
+  """JAX side only (torch is not a dependency); random-init weights where the converted ones are absent."""
+  out = tmp_path / 'inception.json'
+  proc = subprocess.run([sys.executable, 'benchmarks/inception_throughput.py', '--quick', '--skip_torch',
+                         f'--json={out}'], cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(out.read_text())
+  assert result['torch'] is None and result['weights'] in ('converted', 'random-init')
+  (row,) = result['results']
+  assert row['batch'] == 8 and len(row['jax_step_ms_all']) == 1
+  for key in ('jax_compile_s', 'jax_step_ms_median', 'jax_img_per_s'):
+    assert row[key] > 0, key

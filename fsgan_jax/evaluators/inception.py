@@ -304,6 +304,15 @@ class FIDInceptionV3(nn.Module):
     return jnp.mean(x, axis=(1, 2))  # avg_pool2d(8, 8) of the 8x8 map.
 
 
+# XLA:CPU (jaxlib 0.10) lowers convolutions to YNNPACK fusions by default; for
+# this network they run ~3x slower than XLA's own (Eigen) convolutions on an
+# AVX-512 Xeon, and 0.55-0.78x the speed of the reference TorchScript model
+# (benchmarks/inception_throughput.py, BENCHMARKS.md). Disabling them changes
+# the pool3 features by ~1e-5. Pass as `jax.jit(..., compiler_options=...)`
+# of the top-level jit that contains the network (a CPU-only XLA option).
+XLA_CPU_COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
+
+
 # ----------------------------------------------------------------------------
 # Preprocessing and features.
 
@@ -495,9 +504,18 @@ def preprocess(images: Any, resize: str = 'tf1') -> jax.Array:
   return (x - 128.0) / 128.0
 
 
-@jax.jit
+def _features(params: Any, images: jax.Array) -> jax.Array:
+  return FIDInceptionV3().apply({'params': params},
+                                images.astype(jnp.float32))
+
+
+_features_jit = jax.jit(_features)
+_features_jit_cpu = jax.jit(_features,
+                            compiler_options=XLA_CPU_COMPILER_OPTIONS)
+
+
 def features(params: Any, images: jax.Array) -> jax.Array:
-  """Pool3 features of preprocessed images.
+  """Pool3 features of preprocessed images (jitted).
 
   Args:
     params: From `load_params` (the ``params`` collection).
@@ -506,14 +524,29 @@ def features(params: Any, images: jax.Array) -> jax.Array:
   Returns:
     float32 [N, 2048].
   """
-  return FIDInceptionV3().apply({'params': params},
-                                images.astype(jnp.float32))
+  # `compiler_options` are only allowed on a top-level jit: inside another
+  # trace, inline into it (its jit decides the options).
+  if (jax.default_backend() != 'cpu' or
+      any(isinstance(leaf, jax.core.Tracer)
+          for leaf in jax.tree.leaves((params, images)))):
+    return _features_jit(params, images)
+  return _features_jit_cpu(params, images)
 
 
-@functools.partial(jax.jit, static_argnames=('resize',))
+def compiler_options() -> dict[str, str] | None:
+  """`XLA_CPU_COMPILER_OPTIONS` on the CPU backend, else None: for top-level jits that contain the network."""
+  return XLA_CPU_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else None
+
+
+@functools.lru_cache(maxsize=None)
+def _features_raw_fn(resize: str):
+  return jax.jit(lambda params, images: features(params, preprocess(images, resize)),
+                 compiler_options=compiler_options())
+
+
 def _features_raw(params: Any, images: jax.Array,
                   resize: str = 'tf1') -> jax.Array:
-  return features(params, preprocess(images, resize))
+  return _features_raw_fn(resize)(params, images)
 
 
 def features_from_images(params: Any, images: Any,
