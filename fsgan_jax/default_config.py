@@ -26,6 +26,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.channels = 1  # 1 = grayscale (FLAIR), 3 = RGB
   c.data.limit = 0  # use only the first N images (0 = all), e.g. 10 for a 10-shot run
   c.data.flip = True  # random horizontal flip, as the official transform
+  # A prepared TFDS dataset instead of a folder (python -m fsgan_jax.datasets.build ...; see README):
+  c.data.tfds_name = ml_collections.config_dict.placeholder(str)  # e.g. 'brats', 'lgg_kaggle3m', 'ixi'; None = dir
+  c.data.tfds_config = ml_collections.config_dict.placeholder(str)  # builder config name; None = builder default
+  c.data.tfds_split = ml_collections.config_dict.placeholder(str)  # e.g. 'fewshot_k10_seed0', 'train'
+  c.data.tfds_data_dir = ml_collections.config_dict.placeholder(str)  # None = $TFDS_DATA_DIR or ~/tensorflow_datasets
 
   c.batch_size = 8  # global batch, split over all devices
   c.num_steps = 50_000
@@ -53,7 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.best_metric = 'fid_train'  # keep the best checkpoint by this (lower is better) in checkpoints_best/
   c.eval.fid_method = 'sqrtm'  # --mode=eval: scipy sqrtm as pytorch-fid; periodic evals use 'eigh' (6x faster)
   c.eval.resize = 'tf1'  # resize to 299 for Inception: 'tf1' | 'pytorch_fid' | 'clean' (report it with the number)
-  c.eval.heldout_dir = ml_collections.config_dict.placeholder(str)  # None = bundled held-out patients (bundled data)
+  # Held-out real set: a folder; None = the 'heldout' split of a TFDS source, or the bundled held-out patients.
+  c.eval.heldout_dir = ml_collections.config_dict.placeholder(str)
   c.eval.batch_size = 64  # generation + Inception batch (a multiple of the device count)
   c.eval.keep_images = 1000  # generated images kept in memory for MS-SSIM and pixel-space memorization
   c.eval.diversity_pairs = 1000  # random pairs for MS-SSIM diversity

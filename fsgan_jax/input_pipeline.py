@@ -4,13 +4,16 @@ Few-shot training sets are tiny (about 100 images), so the whole set is decoded 
 resolution, converted to float32 NHWC in [-1, 1] and kept on the accelerator; batches are gathered inside the
 jitted step (``steps.sample_real_batch``), which makes data order a pure function of (rng, step) and costs no
 host work per step. Resizing is bilinear (PIL), as torchvision's ``Resize`` in the official code.
+
+``load_config_data(config.data, resolution)`` is the one entry point from a config: a prepared TFDS split
+(``data.tfds_name``, built by ``python -m fsgan_jax.datasets.build``) or else the image folder / bundled set.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from PIL import Image
@@ -64,6 +67,64 @@ def load_images(directory: Optional[str], size: int, channels: int, limit: Optio
   if limit:
     files = files[:limit]
   return np.stack([load_image(p, size, channels) for p in files])
+
+
+def describe_source(config_data: Any, split: Optional[str] = None) -> str:
+  """A short description of the data a config names (for logs and eval reports)."""
+  name = getattr(config_data, 'tfds_name', None)
+  if name:
+    return (f'tfds {name}/{getattr(config_data, "tfds_config", None) or "default"}:'
+            f'{split or getattr(config_data, "tfds_split", None)}')
+  return str(getattr(config_data, 'dir', None) or BUNDLED_DIR)
+
+
+def load_config_data(config_data: Any, resolution: int, split: Optional[str] = None,
+                     return_subjects: bool = False) -> Any:
+  """The training images a config's ``data`` section names, as float32 (N, R, R, C) in [-1, 1].
+
+  ``split`` replaces ``data.tfds_split`` (e.g. ``'heldout'`` for evaluation); with ``return_subjects`` the result
+  is ``(images, subject ids or None)`` (TFDS sources only have them; for folders use an ``index.csv``).
+
+  With ``data.tfds_name`` set, reads split ``data.tfds_split`` of config ``data.tfds_config`` from
+  ``data.tfds_data_dir`` (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``) with
+  ``fsgan_jax.datasets.load_split`` and takes its ``image`` feature (sorted by subject and slice); its size must
+  equal ``resolution`` and its channels ``data.channels`` (the prepared dataset is never resized, so a wrong config
+  fails loudly instead of silently training on a different domain). Otherwise ``load_images(data.dir, ...)`` as
+  before. ``data.limit`` keeps the first N images in both cases. Fields missing from an older config count as unset.
+
+  Raises:
+    DataError: one line naming the config field at fault.
+  """
+  def field(name: str, default: Any = None) -> Any:
+    return getattr(config_data, name, default)
+
+  channels, limit = field('channels', 1), field('limit', 0) or None
+  name = field('tfds_name')
+  if not name:
+    images = load_images(field('dir'), resolution, channels, limit)
+    return (images, None) if return_subjects else images
+  split = split or field('tfds_split')
+  if not split:
+    raise DataError(f'data.tfds_split must be set when data.tfds_name={name!r} (e.g. fewshot_k10_seed0, train)')
+  data_dir = field('tfds_data_dir') or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
+  from fsgan_jax import datasets  # pylint: disable=g-import-not-at-top  (imports TFDS: only when used)
+  try:
+    data = datasets.load_split(name, split, pathlib.Path(data_dir).expanduser(), field('tfds_config'))
+    images = data['image']
+  except (ValueError, KeyError, OSError) as e:  # DatasetError is a ValueError; TFDS raises these for bad names.
+    msg = ' '.join(str(e).split())[:300]
+    raise DataError(f'data.tfds_name={name!r} data.tfds_config={field("tfds_config")!r} '
+                    f'data.tfds_split={split!r} data.tfds_data_dir={str(data_dir)!r}: {msg}') from e
+  if images.shape[1:3] != (resolution, resolution):
+    raise DataError(f'data.tfds_config={field("tfds_config")!r}: images are {images.shape[1]}x{images.shape[2]} '
+                    f'but model.resolution={resolution}')
+  if images.shape[3] != channels:
+    raise DataError(f'data.channels={channels}: the TFDS images of {name!r} have {images.shape[3]} channel(s)')
+  images = np.asarray(images[:limit], np.float32)
+  if return_subjects:
+    subjects = data.get('subject_id')
+    return images, (None if subjects is None else [str(x) for x in subjects[:limit]])
+  return images
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

@@ -196,9 +196,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   repl = NamedSharding(mesh, P())
   setup = build_setup(config)
 
-  images_np = input_pipeline.load_images(config.data.dir, config.model.resolution, config.data.channels,
-                                         config.data.limit or None)
-  logging.info('training images: %s from %s', images_np.shape, config.data.dir or 'bundled lgg_flair_100')
+  images_np = input_pipeline.load_config_data(config.data, config.model.resolution)
+  logging.info('training images: %s from %s', images_np.shape, input_pipeline.describe_source(config.data))
   images = jax.device_put(images_np, repl)
   lpips_params = jax.device_put(losses.load_lpips_params() if config.recon_loss == 'lpips' else {}, repl)
 

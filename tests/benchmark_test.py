@@ -20,6 +20,17 @@ def test_train_throughput_quick(tmp_path):
     assert result[key] > 0, key
 
 
+def test_input_pipeline_quick(tmp_path):
+  out = tmp_path / 'input.json'
+  proc = subprocess.run([sys.executable, 'benchmarks/input_pipeline.py', '--quick', f'--json={out}'], cwd=REPO,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(out.read_text())
+  assert result['batch'] == 8 and result['examples'] == 12
+  for key in ('on_device_batches_per_s', 'streaming_batches_per_s', 'ratio_on_device_over_streaming'):
+    assert result[key] > 0, key
+
+
 def test_inception_throughput_quick(tmp_path):
   """JAX side only (torch is not a dependency); random-init weights where the converted ones are absent."""
   out = tmp_path / 'inception.json'
