@@ -47,6 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
   c.num_sample_images = 16  # EMA sample grid written to TensorBoard and workdir/samples/
+  # Resuming a workdir with a config that differs from its config.json: num_steps may always change; with True the
+  # bookkeeping fields (log/sample/checkpoint intervals, keep_checkpoints, num_sample_images, sample_bn, eval.*,
+  # data.dir, data.tfds_data_dir) may change too (the old config.json is kept as config.<timestamp>.json). Model,
+  # loss, augmentation, optimizer, seed and batch fields never change within a workdir.
+  c.allow_config_change = False
 
   # Evaluation (fsgan_jax/evaluate.py): the evaluators to run, big_vision style, and their settings.
   c.eval = ml_collections.ConfigDict()

@@ -9,11 +9,14 @@ NamedSharding is the recommended form, which is why it is used here.)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
+import threading
 import time
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 from absl import logging
 from clu import metric_writers
@@ -64,8 +67,22 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
       raise ConfigError(f'config.{name}={getattr(config, name)} must be >= 1')
   if not 0.0 <= config.ema_decay < 1.0:
     raise ConfigError(f'config.ema_decay={config.ema_decay} must be in [0, 1)')
-  if config.lr <= 0:
-    raise ConfigError(f'config.lr={config.lr} must be positive')
+  if not config.lr > 0 or not np.isfinite(config.lr):
+    raise ConfigError(f'config.lr={config.lr} must be a positive finite number')
+  for name in ('beta1', 'beta2'):
+    if not 0.0 <= getattr(config, name) < 1.0:
+      raise ConfigError(f'config.{name}={getattr(config, name)} must be in [0, 1)')
+  if config.data.limit < 0:
+    raise ConfigError(f'config.data.limit={config.data.limit} must be >= 0 (0 = all images)')
+  if config.data.get('tfds_name'):
+    if not config.data.get('tfds_split'):
+      raise ConfigError(f'config.data.tfds_split must be set when config.data.tfds_name={config.data.tfds_name!r} '
+                        '(e.g. fewshot_k10_seed0, train)')
+  elif config.data.dir is not None and not os.path.isdir(os.path.expanduser(config.data.dir)):
+    raise ConfigError(f'config.data.dir={config.data.dir!r} is not a directory')
+  heldout = config.eval.get('heldout_dir') if 'eval' in config else None
+  if heldout is not None and not os.path.isdir(os.path.expanduser(heldout)):
+    raise ConfigError(f'config.eval.heldout_dir={heldout!r} is not a directory')
   try:
     diffaug.parse_policy(config.diffaug_policy)
   except ValueError as e:
@@ -140,58 +157,175 @@ def make_sampler(setup: steps.GanSetup, sample_bn: str = 'batch'):
   return jax.jit(functools.partial(generate, setup.generator, sample_bn))
 
 
-_SHAPE_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'data.channels')
+# Fields that change what a checkpoint holds or how it was produced: a workdir never continues with other values.
+# (Everything not in _SAFE_FIELDS is treated like these.)
+_SHAPE_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'model.tanh',
+                 'model.dtype', 'data.channels', 'recon_loss', 'diffaug_policy', 'batch_size', 'seed', 'lr', 'beta1',
+                 'beta2', 'ema_decay')
+# Fields that only change bookkeeping, evaluation or where the same data lives: may change with
+# ``config.allow_config_change=True``. ``num_steps`` may always change (extending a run); ``allow_config_change``
+# itself is never compared.
+_SAFE_FIELDS = ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints', 'num_sample_images',
+                'sample_bn', 'data.dir', 'data.tfds_data_dir', 'eval.*')
+_IGNORED_FIELDS = ('allow_config_change',)
 
 
-def check_config_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a workdir whose stored config has different model shapes (clear error, nothing touched)."""
+def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def _is_safe(field: str) -> bool:
+  return field not in _SHAPE_FIELDS and any(field == f or (f.endswith('.*') and field.startswith(f[:-1]))
+                                            for f in _SAFE_FIELDS)
+
+
+def config_changes(config: ml_collections.ConfigDict, workdir: str) -> dict[str, tuple[Any, Any]]:
+  """``{field: (stored value, new value)}`` for every field that differs from ``WORKDIR/config.json``.
+
+  Fields missing from the stored config (written by an older version) are not compared.
+  """
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
+    return {}
+  old = _flatten(read_config(workdir).to_dict())
+  new = _flatten(json.loads(config.to_json()))  # JSON round trip: tuples compare equal to stored lists
+  return {k: (old[k], v) for k, v in sorted(new.items())
+          if k in old and k not in _IGNORED_FIELDS and old[k] != v}
+
+
+def check_config_compatible(config: ml_collections.ConfigDict, workdir: str) -> dict[str, tuple[Any, Any]]:
+  """Refuses to resume a workdir whose stored config differs (nothing touched); returns the allowed changes.
+
+  ``num_steps`` may always change. With ``config.allow_config_change`` the fields in ``_SAFE_FIELDS`` may change
+  too; any other difference (model shapes, losses, augmentation, optimizer, seed, batch) always refuses. The error
+  lists every differing field.
+  """
+  changes = config_changes(config, workdir)
+  allow = bool(config.get('allow_config_change', False))
+  refused = {k: v for k, v in changes.items() if k != 'num_steps' and not (allow and _is_safe(k))}
+  if refused:
+    listed = '; '.join(f'{k}: workdir has {o!r}, config has {n!r}' for k, (o, n) in refused.items())
+    unsafe = [k for k in refused if not _is_safe(k)]
+    hint = ('use a new --workdir or the original values' if unsafe else
+            'set --config.allow_config_change=True to change them, or use the original values')
+    raise ConfigError(f'{workdir} holds a run with a different config ({listed}); {hint}')
+  return changes
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str, replace: bool = False) -> None:
+  """Stores the config (process 0) so sampling and resumption can read it back.
+
+  Written on first start; with ``replace`` (an allowed config change) the old one is kept as
+  ``config.<timestamp>.json`` and the new one replaces it, so ``config.json`` describes the latest checkpoints.
+  """
   path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  if jax.process_index() != 0 or (os.path.exists(path) and not replace):
     return
-  stored = read_config(workdir)
-  diffs = []
-  for field in _SHAPE_FIELDS:
-    section, name = field.split('.')
-    old = stored[section].get(name) if section in stored else None
-    new = config[section][name]
-    if old is not None and old != new:
-      diffs.append(f'{field}: workdir has {old}, config has {new}')
-  if diffs:
-    raise ConfigError(f'{workdir} holds a run with a different model ({"; ".join(diffs)}); use a new --workdir '
-                      'or the original config')
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Stores the config on first start (process 0) so sampling and resumption can read it back."""
-  path = os.path.join(workdir, 'config.json')
-  if jax.process_index() == 0 and not os.path.exists(path):
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.write(config.to_json(indent=2))
-    os.replace(tmp, path)
+  os.makedirs(workdir, exist_ok=True)
+  if os.path.exists(path):
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
+    backup = os.path.join(workdir, f'config.{stamp}.json')
+    n = 1
+    while os.path.exists(backup):
+      backup, n = os.path.join(workdir, f'config.{stamp}-{n}.json'), n + 1
+    with open(path) as f_in, open(backup, 'w') as f_out:
+      f_out.write(f_in.read())
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(config.to_json(indent=2))
+  os.replace(tmp, path)
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} not found: is {workdir!r} a fsgan_jax training workdir?')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except (json.JSONDecodeError, TypeError, AttributeError) as e:
+    raise ConfigError(f'{path} is not a valid config file ({e}); restore it from config.<timestamp>.json or '
+                      'use a new --workdir') from None
+
+
+_NOT_SAVED = 'training stopped and the bad state was not saved (the last checkpoint is kept)'
 
 
 def _check_finite(step: int, metrics: dict[str, float]) -> None:
   bad = [k for k, v in metrics.items() if not np.isfinite(v)]
   if bad:
-    raise FloatingPointError(f'non-finite {", ".join(bad)} at step {step}; training stopped and the bad state '
-                             'was not saved (the last checkpoint is kept)')
+    raise FloatingPointError(f'non-finite {", ".join(bad)} at step {step}; {_NOT_SAVED}')
+
+
+_STATE_TREES = ('g_params', 'g_stats', 'd_params', 'd_stats', 'g_opt_state', 'd_opt_state', 'ema_params')
+
+
+@jax.jit
+def _trees_finite(state: train_state.TrainState) -> dict[str, jax.Array]:
+  """One all-finite reduction per tree of the state (a few scalars to fetch)."""
+  def finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+  return {name: finite(getattr(state, name)) for name in _STATE_TREES}
+
+
+def check_state_finite(step: int, state: train_state.TrainState) -> None:
+  """Raises FloatingPointError naming the first non-finite leaf (e.g. ``g_params/...``) of ``state``."""
+  ok = jax.device_get(_trees_finite(state))
+  for name in _STATE_TREES:
+    if ok[name]:
+      continue
+    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(getattr(state, name)))[0]:
+      if np.issubdtype(np.asarray(leaf).dtype, np.inexact) and not np.all(np.isfinite(leaf)):
+        where = f'{name}/{jax.tree_util.keystr(path, simple=True, separator="/")}'
+        raise FloatingPointError(f'non-finite {where} at step {step}; {_NOT_SAVED}')
+    raise FloatingPointError(f'non-finite {name} at step {step}; {_NOT_SAVED}')
+
+
+class _Preemption:
+  """SIGTERM on one process, or Orbax's / JAX's preemption sync point on several: stop after the current step.
+
+  The handler is installed only while training (main thread, single process) and the previous one restored after.
+  On multi-host runs JAX's preemption service owns SIGTERM and all hosts agree on the step
+  (``CheckpointManager.reached_preemption``); a Python handler there would replace that service's handler.
+  """
+
+  def __init__(self, manager):
+    self.manager = manager
+    self.signalled = False
+
+  def _handler(self, signum, frame):  # pylint: disable=unused-argument
+    self.signalled = True
+    logging.warning('received signal %d: stopping after the current step and saving a checkpoint', signum)
+
+  @contextlib.contextmanager
+  def installed(self) -> Iterator['_Preemption']:
+    previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      previous = signal.signal(signal.SIGTERM, self._handler)
+    try:
+      yield self
+    finally:
+      if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() == 1:
+      return self.signalled
+    return self.manager.reached_preemption(step)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (or resumes) a FastGAN in ``workdir``; returns the metrics of the last logged step."""
   validate_config(config, jax.device_count())
   workdir = os.path.abspath(workdir)
-  check_config_compatible(config, workdir)
+  changes = check_config_compatible(config, workdir)
   mesh = make_mesh()
   repl = NamedSharding(mesh, P())
   setup = build_setup(config)
@@ -206,7 +340,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state, restored_step = checkpointing.restore(manager, state)
   if restored_step is not None:
     logging.info('resumed from checkpoint at step %d', restored_step)
-  write_config(config, workdir)
+  if changes:
+    logging.warning('config changes in %s: %s', workdir,
+                    ', '.join(f'{k}: {o!r} -> {n!r}' for k, (o, n) in changes.items()))
+  write_config(config, workdir, replace=bool(changes))
   initial_step = int(state.step)
   if initial_step >= config.num_steps:
     logging.warning('nothing to do: the checkpoint in %s is at step %d >= num_steps=%d', workdir, initial_step,
@@ -230,34 +367,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   last: dict[str, float] = {}
   t0, t0_step = time.perf_counter(), initial_step
-  for step in range(initial_step + 1, config.num_steps + 1):
-    state, metrics = train_step(state, images, lpips_params)
-    report(step)
-    is_last = step == config.num_steps
-    if step % config.log_every == 0 or is_last:
-      last = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      _check_finite(step, last)
-      dt = time.perf_counter() - t0
-      last['steps_per_sec'] = (step - t0_step) / dt
-      last['img_per_sec'] = last['steps_per_sec'] * config.batch_size
-      writer.write_scalars(step, last)
-      t0, t0_step = time.perf_counter(), step
-    if step % config.sample_every == 0 or is_last:
-      imgs = input_pipeline.to_uint8(jax.device_get(sampler(state.ema_params, state.g_stats, sample_z, sample_key)))
-      grid = input_pipeline.make_grid(imgs, ncols=int(np.ceil(np.sqrt(len(imgs)))))
-      writer.write_images(step, {'ema_samples': grid[None]})
-      if jax.process_index() == 0:
-        os.makedirs(samples_dir, exist_ok=True)
-        input_pipeline.save_png(os.path.join(samples_dir, f'step_{step:07d}.png'), grid)
-    if step % config.checkpoint_every == 0 or is_last:
-      _check_finite(step, {k: float(v) for k, v in jax.device_get(metrics).items()})  # never save a bad state
-      checkpointing.save(manager, step, state, force=is_last)
-    if evaluator is not None and (step % config.eval.every == 0 or is_last):
-      _periodic_eval(config, workdir, step, state, evaluator, best_manager, writer)
-  manager.wait_until_finished()
-  if best_manager is not None:
-    best_manager.wait_until_finished()
-  writer.flush()
+  preemption = _Preemption(manager)
+  try:
+    with preemption.installed():
+      for step in range(initial_step + 1, config.num_steps + 1):
+        state, metrics = train_step(state, images, lpips_params)
+        report(step)
+        preempted = preemption.reached(step)
+        is_last = step == config.num_steps or preempted
+        if step % config.log_every == 0 or is_last:
+          last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          _check_finite(step, last)
+          check_state_finite(step, state)
+          dt = time.perf_counter() - t0
+          last['steps_per_sec'] = (step - t0_step) / dt
+          last['img_per_sec'] = last['steps_per_sec'] * config.batch_size
+          writer.write_scalars(step, last)
+          t0, t0_step = time.perf_counter(), step
+        if step % config.sample_every == 0 or is_last:
+          imgs = input_pipeline.to_uint8(
+              jax.device_get(sampler(state.ema_params, state.g_stats, sample_z, sample_key)))
+          grid = input_pipeline.make_grid(imgs, ncols=int(np.ceil(np.sqrt(len(imgs)))))
+          writer.write_images(step, {'ema_samples': grid[None]})
+          if jax.process_index() == 0:
+            os.makedirs(samples_dir, exist_ok=True)
+            input_pipeline.save_png(os.path.join(samples_dir, f'step_{step:07d}.png'), grid)
+        if step % config.checkpoint_every == 0 or is_last:
+          # Never save a bad state (both checks are cheap and cached when this is also a log step).
+          _check_finite(step, {k: float(v) for k, v in jax.device_get(metrics).items()})
+          check_state_finite(step, state)
+          checkpointing.save(manager, step, state, force=is_last)
+        if evaluator is not None and (step % config.eval.every == 0 or step == config.num_steps):
+          _periodic_eval(config, workdir, step, state, evaluator, best_manager, writer)
+        if preempted:
+          logging.warning('preempted: saved a checkpoint at step %d in %s; run the same command to resume', step,
+                          workdir)
+          last['preempted_at_step'] = float(step)
+          break
+  finally:  # also on errors: finish pending saves (the last good checkpoint) and flush the writers
+    manager.wait_until_finished()
+    if best_manager is not None:
+      best_manager.wait_until_finished()
+    writer.flush()
   return last
 
 
