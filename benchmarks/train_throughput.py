@@ -1,13 +1,19 @@
-r"""Training throughput of the FastGAN step: compile seconds, step ms (median), img/s, peak memory.
+r"""Training throughput of the FastGAN step: compile s, step ms (median), img/s, FLOPs, TFLOP/s, peak memory.
 
   python benchmarks/train_throughput.py                        # official setting: 256 px, batch 8, ngf=ndf=64
   python benchmarks/train_throughput.py --quick                # tiny sizes (CI smoke run; numbers meaningless)
   python benchmarks/train_throughput.py --resolution=1024 --batch=32 --steps=20 --json=out.json
+  python benchmarks/train_throughput.py --sweep --json=sweep.json      # 256/512/1024 px x global batch 8/32/128
+  python benchmarks/train_throughput.py --resolution=128 --ngf=16 --ndf=16 --decoder_width=8 --channels=1 \
+      --recon=mse --steps=10 --ynn_compare                     # CPU: XLA default vs no-YNNPACK, interleaved
 
-Runs the real jitted training step (DiffAugment color+translation, LPIPS-VGG reconstruction, Adam, EMA) on
-synthetic images on all local devices; the timing excludes the first (compiling) call and blocks on the result.
+Runs the real jitted training step (DiffAugment color+translation, LPIPS-VGG or MSE reconstruction, Adam, EMA) on
+synthetic images on all devices; the timing excludes compilation and one warm-up step and blocks on the result of
+every step. FLOPs are XLA's cost analysis of the compiled step (one device's partition, times the device count); achieved TFLOP/s = FLOPs /
+median step time. Peak memory is the device allocator's peak (accelerators; absent on CPU) and the host's max RSS.
 """
 
+import gc
 import json
 import os
 import resource
@@ -28,70 +34,146 @@ from fsgan_jax import default_config
 from fsgan_jax import losses, train
 
 flags.DEFINE_integer('resolution', 256, 'Image size.')
-flags.DEFINE_integer('batch', 8, 'Global batch size.')
+flags.DEFINE_integer('batch', 8, 'Global batch size (over all devices).')
 flags.DEFINE_integer('ngf', 64, 'Generator width.')
 flags.DEFINE_integer('ndf', 64, 'Discriminator width.')
+flags.DEFINE_integer('decoder_width', None, "D's reconstruction decoder width (default: the config's).")
 flags.DEFINE_integer('channels', 3, 'Image channels (3 as the official benchmark setting).')
 flags.DEFINE_enum('recon', 'lpips', ['lpips', 'mse'], 'Reconstruction loss.')
 flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
-flags.DEFINE_integer('steps', 5, 'Timed steps (after one warm-up step).')
+flags.DEFINE_integer('steps', 20, 'Timed steps (after one warm-up step); the median is reported.')
 flags.DEFINE_bool('quick', False, 'Tiny model and 2 steps: a smoke run for CI.')
+flags.DEFINE_bool('sweep', False, 'Resolution 256/512/1024 x global batch 8/32/128 (out-of-memory runs reported).')
+flags.DEFINE_bool('xla_cpu_no_ynn', False, "Compile with xla_cpu_experimental_ynn_fusion_type='' (XLA:CPU only: "
+                  "Eigen convolutions instead of YNNPACK fusions).")
+flags.DEFINE_bool('ynn_compare', False, 'CPU: time XLA default and --xla_cpu_no_ynn side by side (interleaved).')
 flags.DEFINE_string('json', None, 'Also write the result as JSON to this path.')
 FLAGS = flags.FLAGS
 
+NO_YNN = {'xla_cpu_experimental_ynn_fusion_type': ''}
+SWEEP_RESOLUTIONS = (256, 512, 1024)
+SWEEP_BATCHES = (8, 32, 128)
 
-def main(_):
+
+def _config(resolution: int, batch: int):
   config = default_config.get_config()
-  config.model.resolution, config.batch_size = FLAGS.resolution, FLAGS.batch
+  config.model.resolution, config.batch_size = resolution, batch
   config.model.ngf, config.model.ndf, config.data.channels = FLAGS.ngf, FLAGS.ndf, FLAGS.channels
+  if FLAGS.decoder_width is not None:
+    config.model.decoder_width = FLAGS.decoder_width
   config.recon_loss, config.model.dtype = FLAGS.recon, FLAGS.dtype
-  steps = FLAGS.steps
   if FLAGS.quick:
     config.model.resolution, config.model.ngf, config.model.ndf, config.model.nz = 128, 4, 4, 16
-    config.model.decoder_width, config.recon_loss, config.batch_size, steps = 4, 'mse', 8, 2
+    config.model.decoder_width, config.recon_loss, config.batch_size = 4, 'mse', 8
+  return config
+
+
+def _flops(compiled) -> float | None:
+  """FLOPs of one step on all devices: XLA counts the SPMD-partitioned program, i.e. one device's share."""
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get('flops', 0.0)) * jax.device_count() or None
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def _peak_device_bytes() -> int | None:
+  peaks = []
+  for d in jax.local_devices():
+    stats = d.memory_stats() if hasattr(d, 'memory_stats') else None
+    if stats and 'peak_bytes_in_use' in stats:
+      peaks.append(stats['peak_bytes_in_use'])
+  return max(peaks) if peaks else None
+
+
+def run(resolution: int, batch: int, steps: int, variants: dict[str, dict | None]) -> dict:
+  """Compiles the train step once per variant (name -> XLA compiler options) and times them interleaved."""
+  config = _config(resolution, batch)
   train.validate_config(config, jax.device_count())
   mesh = train.make_mesh()
   repl = NamedSharding(mesh, P())
   setup = train.build_setup(config)
-  state = train.create_state(config, setup, mesh)
   r = config.model.resolution
-  images = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (64, r, r, config.data.channels))
-                          .astype(np.float32), repl)
+  images = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (max(64, config.batch_size), r, r,
+                                                                    config.data.channels)).astype(np.float32), repl)
   lpips = jax.device_put(losses.load_lpips_params() if config.recon_loss == 'lpips' else {}, repl)
   step_fn = train.make_train_step(config, setup, mesh)
-
-  t = time.perf_counter()
-  compiled = step_fn.lower(state, images, lpips).compile()
-  compile_s = time.perf_counter() - t
-  flops = None
-  try:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get('flops', 0.0)) or None
-  except Exception:  # pylint: disable=broad-except
-    pass
-  state, m = compiled(state, images, lpips)
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(steps):
+  runs = {}
+  for name, options in variants.items():
+    state = train.create_state(config, setup, mesh)
     t = time.perf_counter()
-    state, m = compiled(state, images, lpips)
+    compiled = step_fn.lower(state, images, lpips).compile(compiler_options=options)
+    compile_s = time.perf_counter() - t
+    state, m = compiled(state, images, lpips)  # warm-up
     jax.block_until_ready(m)
-    times.append(time.perf_counter() - t)
-  step_s = statistics.median(times)
-  mem = None
-  stats = jax.local_devices()[0].memory_stats() if hasattr(jax.local_devices()[0], 'memory_stats') else None
-  if stats:
-    mem = stats.get('peak_bytes_in_use')
+    runs[name] = {'compiled': compiled, 'state': state, 'compile_s': compile_s, 'times': []}
+  for _ in range(steps):
+    for v in runs.values():
+      t = time.perf_counter()
+      v['state'], m = v['compiled'](v['state'], images, lpips)
+      jax.block_until_ready(m)
+      v['times'].append(time.perf_counter() - t)
   result = {
       'device_kind': jax.devices()[0].device_kind, 'device_count': jax.device_count(),
-      'resolution': r, 'batch': config.batch_size, 'ngf': config.model.ngf, 'ndf': config.model.ndf,
-      'channels': config.data.channels, 'recon': config.recon_loss, 'dtype': config.model.dtype,
-      'compile_s': round(compile_s, 2), 'step_ms_median': round(1000 * step_s, 1),
-      'step_ms_all': [round(1000 * x, 1) for x in times], 'img_per_s': round(config.batch_size / step_s, 3),
-      'flops_per_step': flops, 'achieved_tflops': round(flops / step_s / 1e12, 4) if flops else None,
-      'peak_device_bytes': mem, 'host_max_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+      'process_count': jax.process_count(), 'resolution': r, 'batch': config.batch_size, 'ngf': config.model.ngf,
+      'ndf': config.model.ndf, 'decoder_width': config.model.decoder_width, 'channels': config.data.channels,
+      'recon': config.recon_loss, 'dtype': config.model.dtype, 'steps': steps,
   }
+  for name, v in runs.items():
+    step_s = statistics.median(v['times'])
+    flops = _flops(v['compiled'])
+    prefix = '' if len(runs) == 1 else f'{name}_'
+    result.update({
+        f'{prefix}compile_s': round(v['compile_s'], 2), f'{prefix}step_ms_median': round(1000 * step_s, 1),
+        f'{prefix}step_ms_all': [round(1000 * x, 1) for x in v['times']],
+        f'{prefix}img_per_s': round(config.batch_size / step_s, 3), f'{prefix}flops_per_step': flops,
+        f'{prefix}achieved_tflops': round(flops / step_s / 1e12, 4) if flops else None,
+    })
+  if len(runs) == 1:
+    result['xla_compiler_options'] = next(iter(variants.values()))
+  else:
+    result['speedup_no_ynn_over_default'] = round(result['default_step_ms_median'] /
+                                                  result['no_ynn_step_ms_median'], 3)
+  result['peak_device_bytes'] = _peak_device_bytes()
+  result['host_max_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+  return result
+
+
+def _is_oom(e: Exception) -> bool:
+  text = f'{type(e).__name__}: {e}'
+  return any(s in text for s in ('RESOURCE_EXHAUSTED', 'Out of memory', 'out of memory', 'OOM'))
+
+
+def main(_):
+  steps = 2 if FLAGS.quick else FLAGS.steps
+  if FLAGS.ynn_compare:
+    variants = {'default': None, 'no_ynn': NO_YNN}
+  else:
+    variants = {'default': NO_YNN if FLAGS.xla_cpu_no_ynn else None}
+  if (FLAGS.ynn_compare or FLAGS.xla_cpu_no_ynn) and jax.default_backend() != 'cpu':
+    raise app.UsageError('--xla_cpu_no_ynn / --ynn_compare are XLA:CPU options; this backend is '
+                         f'{jax.default_backend()}')
+  if not FLAGS.sweep:
+    result = run(FLAGS.resolution, FLAGS.batch, steps, variants)
+  else:
+    rows = []
+    for resolution in SWEEP_RESOLUTIONS:
+      for batch in SWEEP_BATCHES:
+        if batch % jax.device_count():
+          rows.append({'resolution': resolution, 'batch': batch, 'skipped': 'batch not a multiple of devices'})
+          continue
+        try:
+          row = run(resolution, batch, steps, variants)
+        except Exception as e:  # pylint: disable=broad-except
+          if not _is_oom(e):
+            raise
+          row = {'resolution': resolution, 'batch': batch, 'oom': str(e).splitlines()[0][:300]}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        jax.clear_caches()
+        gc.collect()
+    result = {'device_kind': jax.devices()[0].device_kind, 'device_count': jax.device_count(), 'sweep': rows}
   print(json.dumps(result, indent=1))
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:

@@ -11,10 +11,12 @@ host work per step. Resizing is bilinear (PIL), as torchvision's ``Resize`` in t
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 from typing import Any, Optional
 
+from etils import epath
 import numpy as np
 from PIL import Image
 
@@ -145,6 +147,8 @@ def make_grid(images: np.ndarray, ncols: int = 8, pad: int = 2) -> np.ndarray:
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-  """Writes an (H, W, 1|3) uint8 array as PNG."""
+  """Writes an (H, W, 1|3) uint8 array as PNG to a local path or a ``gs://`` URL (through ``etils.epath``)."""
   arr = image[..., 0] if image.shape[-1] == 1 else image
-  Image.fromarray(arr).save(path)
+  buf = io.BytesIO()
+  Image.fromarray(arr).save(buf, format='PNG')
+  epath.Path(path).write_bytes(buf.getvalue())

@@ -31,6 +31,10 @@ flags.DEFINE_integer('seed', 0, 'sample/eval: random seed.')
 flags.DEFINE_string('out', None, 'sample: output folder (default WORKDIR/samples_step<K>_seed<S>).')
 flags.DEFINE_integer('step', None, 'sample/eval: checkpoint step (default: latest).')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host runs).')
+flags.DEFINE_string('coordinator_address', None, '--distributed: host:port of process 0 (default: auto-detected on '
+                    'Cloud TPU/SLURM/Open MPI/Kubernetes, or $JAX_COORDINATOR_ADDRESS).')
+flags.DEFINE_integer('num_processes', None, '--distributed: number of processes (default: auto-detected).')
+flags.DEFINE_integer('process_id', None, '--distributed: this process, in [0, num_processes) (default: auto-detected).')
 flags.mark_flag_as_required('workdir')
 
 
@@ -40,7 +44,8 @@ def main(argv):
   logging.get_absl_handler().addFilter(
       lambda r: '/orbax/' not in r.pathname or r.levelno >= logging.converter.STANDARD_WARNING)
   if FLAGS.distributed:  # multi-host (TPU VM slice, SLURM, ...): must run before any other JAX call
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(), jax.devices())
   try:
     if FLAGS.mode == 'sample':
@@ -59,7 +64,10 @@ def main(argv):
     if FLAGS.config is None:
       raise app.UsageError('--config is required for --mode=train')
     metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    if metrics:
+    if 'preempted_at_step' in metrics:
+      print(f'preempted: checkpoint saved at step {int(metrics["preempted_at_step"])} in {FLAGS.workdir}; run the '
+            'same command to resume')
+    elif metrics:
       print('final metrics: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
     else:
       print(f'{FLAGS.workdir} is already trained to config.num_steps; nothing to do')

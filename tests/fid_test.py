@@ -252,7 +252,9 @@ def test_fid_parity_lgg_flair_100_vs_other_100(parity_features,
 @pytest.mark.parametrize('resize', ['pytorch_fid', 'clean'])
 def test_fid_other_resize_conventions(features_by_resize, resize):
   flair, other = features_by_resize(resize)
-  value = fid.frechet_distance(*fid.stats(flair), *fid.stats(other))
+  # 'eigh' (1.5e-5 from sqrtm here, checked in the tf1 parity test) keeps this test 2x faster.
+  value = fid.frechet_distance(*fid.stats(flair), *fid.stats(other),
+                               method='eigh')
   want = REF_FID_BY_RESIZE[resize]
   print(f'FID(lgg_flair_100, other_100), resize={resize}: ours {value:.6f}, '
         f'reference {want}')
