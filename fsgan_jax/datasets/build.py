@@ -15,7 +15,7 @@
 
 Example (3 example subjects, one subject per split)::
 
-  python -m fsgan_jax.datasets.build brats --manual_dir=../shared/data/brats_examples --data_dir=/tmp/tfds \\
+  python -m fsgan_jax.datasets.build brats --manual_dir=PATH/brats_examples --data_dir=/tmp/tfds \\
       --config=flair_256_tumor --ks=1 --seeds=0 --test_fraction=0.2 --heldout_fraction=0.2
 
 ``--config`` picks a named config; any builder-specific flag (``--ks --seeds --contrasts --resolution

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import json
 import math
 import pathlib
 from typing import Any, Iterable, Sequence
@@ -90,6 +91,32 @@ def load_split(name: str, split: str, data_dir: str | pathlib.Path, config: Any 
     order = np.lexsort((out['slice_index'], out['subject_id']))
     out = {k: v[order] for k, v in out.items()}
   return out
+
+
+def config_params(config: Any) -> dict[str, Any]:
+  """A builder config's build parameters: its dataclass fields minus TFDS's name/version/description fields."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  skip = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+  return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in skip}
+
+
+def config_name(base: str, params: dict[str, Any], defaults: dict[str, Any]) -> str:
+  """``base`` when ``params`` equal the defaults, else ``base_x<8 hex digits of a hash of params>``.
+
+  Two different parameter sets never share a dataset folder; the same parameters always give the same folder.
+  """
+  if params == defaults:
+    return base
+  return base + '_x' + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def check_split_fields(ks: Sequence[int], seeds: Sequence[int], test_fraction: float,
+                       heldout_fraction: float) -> None:
+  """Validates the few-shot split fields shared by the BraTS and LGG configs (ValueError naming the values)."""
+  if not ks or min(ks) < 1 or not seeds:
+    raise ValueError(f'ks {tuple(ks)} / seeds {tuple(seeds)}: need at least one k >= 1 and one seed')
+  if not (0 <= test_fraction < 1 and 0 <= heldout_fraction < 1 and test_fraction + heldout_fraction < 1):
+    raise ValueError(f'test_fraction {test_fraction} + heldout_fraction {heldout_fraction}: need < 1')
 
 
 def _rank(tag: str, ids: Iterable[str]) -> list[str]:

@@ -37,7 +37,6 @@ Each split holds the slices chosen by ``config.slice_policy`` of its subjects.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from typing import Any, Sequence
 
@@ -45,6 +44,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fsgan_jax.datasets.brats import brats_io
+from fsgan_jax.datasets import common
 from fsgan_jax.datasets.common import DatasetError
 
 _DEFAULT_KS = (5, 10, 25, 50, 100)
@@ -90,16 +90,11 @@ class BratsConfig(tfds.core.BuilderConfig):
       raise ValueError(f'resolution {self.resolution}: need a power of two >= 8')
     if self.slice_policy not in ('tumor', 'brain', 'nontumor'):
       raise ValueError(f'slice_policy {self.slice_policy!r}: need tumor, brain or nontumor')
-    if not self.ks or min(self.ks) < 1 or not self.seeds:
-      raise ValueError(f'ks {self.ks} / seeds {self.seeds}: need at least one k >= 1 and one seed')
-    if not (0 <= self.test_fraction < 1 and 0 <= self.heldout_fraction < 1 and
-            self.test_fraction + self.heldout_fraction < 1):
-      raise ValueError(f'test_fraction {self.test_fraction} + heldout_fraction {self.heldout_fraction}: need < 1')
+    common.check_split_fields(self.ks, self.seeds, self.test_fraction, self.heldout_fraction)
 
   def params(self) -> dict[str, Any]:
     """The build parameters (everything but TFDS's name/version/description fields)."""
-    skip = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+    return common.config_params(self)
 
 
 def _base_name(contrasts: Sequence[str], resolution: int, slice_policy: str) -> str:
@@ -119,13 +114,10 @@ def make_config(name: str | None = None, **params: Any) -> BratsConfig:
   base.update({k: v for k, v in params.items() if v is not None})
   probe = BratsConfig(name='probe', **base)  # Validates and fills defaults.
   full = probe.params()
-  config_name = _base_name(full['contrasts'], full['resolution'], full['slice_policy'])
   defaults = BratsConfig(name='defaults', contrasts=full['contrasts'], resolution=full['resolution'],
                          slice_policy=full['slice_policy']).params()
-  if full != defaults:
-    digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
-    config_name += f'_x{digest}'
-  return BratsConfig(name=config_name, description=json.dumps(full, sort_keys=True), **full)
+  name = common.config_name(_base_name(full['contrasts'], full['resolution'], full['slice_policy']), full, defaults)
+  return BratsConfig(name=name, description=json.dumps(full, sort_keys=True), **full)
 
 
 _NAMED_PARAMS: dict[str, dict[str, Any]] = {

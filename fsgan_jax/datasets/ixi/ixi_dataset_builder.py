@@ -29,13 +29,13 @@ few-shot splits: this is the source domain).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fsgan_jax.datasets import common
 from fsgan_jax.datasets.common import DatasetError
 from fsgan_jax.datasets.common import partition
 from fsgan_jax.datasets.ixi import ixi_io
@@ -74,8 +74,7 @@ class IxiConfig(tfds.core.BuilderConfig):
 
   def params(self) -> dict[str, Any]:
     """The build parameters (everything but TFDS's name/version/description fields)."""
-    skip = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+    return common.config_params(self)
 
 
 _NAMED_PARAMS: dict[str, dict[str, Any]] = {'t1_256': dict(resolution=256), 't1_128': dict(resolution=128)}
@@ -88,10 +87,9 @@ def make_config(name: str | None = None, **params: Any) -> IxiConfig:
   base = dict(_NAMED_PARAMS[name]) if name is not None else {}
   base.update({k: v for k, v in params.items() if v is not None})
   full = IxiConfig(name='probe', **base).params()  # Validates and fills defaults.
-  config_name = f't1_{full["resolution"]}'
-  if full != IxiConfig(name='defaults', resolution=full['resolution']).params():
-    config_name += '_x' + hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
-  return IxiConfig(name=config_name, description=json.dumps(full, sort_keys=True), **full)
+  name = common.config_name(f't1_{full["resolution"]}', full,
+                            IxiConfig(name='defaults', resolution=full['resolution']).params())
+  return IxiConfig(name=name, description=json.dumps(full, sort_keys=True), **full)
 
 
 def _named_config(name: str) -> IxiConfig:

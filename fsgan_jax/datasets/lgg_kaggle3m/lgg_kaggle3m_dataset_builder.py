@@ -30,13 +30,13 @@ Splits: ``fewshot_k{k}_seed{S}``, ``heldout``, ``test`` by ``common.partition`` 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fsgan_jax.datasets import common
 from fsgan_jax.datasets.common import DatasetError
 from fsgan_jax.datasets.common import partition
 from fsgan_jax.datasets.lgg_kaggle3m import lgg_kaggle3m_io as lio
@@ -77,16 +77,11 @@ class LggConfig(tfds.core.BuilderConfig):
       raise ValueError(f'resolution {self.resolution}: need a power of two in [8, 256]')
     if self.slice_policy not in ('tumor', 'all', 'nontumor'):
       raise ValueError(f'slice_policy {self.slice_policy!r}: need tumor, all or nontumor')
-    if not self.ks or min(self.ks) < 1 or not self.seeds:
-      raise ValueError(f'ks {self.ks} / seeds {self.seeds}: need at least one k >= 1 and one seed')
-    if not (0 <= self.test_fraction < 1 and 0 <= self.heldout_fraction < 1 and
-            self.test_fraction + self.heldout_fraction < 1):
-      raise ValueError(f'test_fraction {self.test_fraction} + heldout_fraction {self.heldout_fraction}: need < 1')
+    common.check_split_fields(self.ks, self.seeds, self.test_fraction, self.heldout_fraction)
 
   def params(self) -> dict[str, Any]:
     """The build parameters (everything but TFDS's name/version/description fields)."""
-    skip = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+    return common.config_params(self)
 
 
 _NAMED_PARAMS: dict[str, dict[str, Any]] = {
@@ -111,12 +106,10 @@ def make_config(name: str | None = None, **params: Any) -> LggConfig:
   base.update({k: v for k, v in params.items() if v is not None})
   full = LggConfig(name='probe', **base).params()  # Validates and fills defaults.
   contrasts = 'all' if full['contrasts'] == lio.CHANNELS else '-'.join(full['contrasts'])
-  config_name = f'{contrasts}_{full["resolution"]}_{full["slice_policy"]}'
   defaults = LggConfig(name='defaults', contrasts=full['contrasts'], resolution=full['resolution'],
                        slice_policy=full['slice_policy']).params()
-  if full != defaults:
-    config_name += '_x' + hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
-  return LggConfig(name=config_name, description=json.dumps(full, sort_keys=True), **full)
+  name = common.config_name(f'{contrasts}_{full["resolution"]}_{full["slice_policy"]}', full, defaults)
+  return LggConfig(name=name, description=json.dumps(full, sort_keys=True), **full)
 
 
 def _named_config(name: str) -> LggConfig:
