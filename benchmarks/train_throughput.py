@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fsgan_jax import default_config
-from fsgan_jax import losses, train
+from fsgan_jax import train
 
 flags.DEFINE_integer('resolution', 256, 'Image size.')
 flags.DEFINE_integer('batch', 8, 'Global batch size (over all devices).')
@@ -97,7 +97,7 @@ def run(resolution: int, batch: int, steps: int, variants: dict[str, dict | None
   r = config.model.resolution
   images = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (max(64, config.batch_size), r, r,
                                                                     config.data.channels)).astype(np.float32), repl)
-  lpips = jax.device_put(losses.load_lpips_params() if config.recon_loss == 'lpips' else {}, repl)
+  lpips = train.make_consts(config, setup, mesh, images.shape[0])  # LPIPS weights (plain FastGAN: no other consts)
   step_fn = train.make_train_step(config, setup, mesh)
   runs = {}
   for name, options in variants.items():

@@ -32,6 +32,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.tfds_split = ml_collections.config_dict.placeholder(str)  # e.g. 'fewshot_k10_seed0', 'train'
   c.data.tfds_data_dir = ml_collections.config_dict.placeholder(str)  # None = $TFDS_DATA_DIR or ~/tensorflow_datasets
 
+  # Few-shot methods (each off by default = plain FastGAN; configs/<method>.py switch them on).
+  c.augment = ml_collections.ConfigDict()
+  c.augment.apa = False  # adaptive pseudo augmentation (Deceive-D), combinable with diffaug_policy
+  c.augment.apa_target = 0.6  # target of lambda_r = E[sign(D(real))]
+  c.augment.apa_interval = 4  # adjust p every N iterations
+  c.augment.apa_kimg = 500.0  # p can go 0 -> 1 in this many thousand images
+  c.latent = 'gaussian'  # 'gaussian' (official), 'gmm' (learnable Gaussian mixture), 'miner' (MineGAN)
+  c.gmm = ml_collections.ConfigDict()
+  c.gmm.components = 10  # K mixture components (assumption; see configs/gmm.py)
+  c.gmm.sigma_reg = 0.01  # weight of DeLiGAN's mean((1 - sigma)^2) regulariser
+  c.transfer = ml_collections.ConfigDict()
+  c.transfer.method = ml_collections.config_dict.placeholder(str)  # None | 'finetune' | 'cdc' | 'ewc' | 'minegan'
+  c.transfer.source_workdir = ml_collections.config_dict.placeholder(str)  # trained with configs/pretrain_source.py
+  c.transfer.source_step = ml_collections.config_dict.placeholder(int)  # None = the source's latest checkpoint
+  c.transfer.cdc_weight = 1000.0  # distance-consistency weight (CDC's kl_wt)
+  c.transfer.cdc_batch = 4  # shared latents per distance-consistency batch
+  c.transfer.cdc_anchor_every = 4  # every N iterations: anchor latents + image-level D; else patch-level D
+  c.transfer.cdc_anchor_std = 0.1
+  c.transfer.cdc_num_anchors = 0  # 0 = the number of training images (CDC's n_train)
+  c.transfer.ewc_weight = 5e8  # lambda of the EWC penalty (Li et al. 2020)
+  c.transfer.ewc_fisher_batches = 32  # batches of generated images for the Fisher estimate
+  c.transfer.minegan_stage1_steps = 0  # MineGAN: steps with G frozen (miner only) before joint training
+
   c.batch_size = 8  # global batch, split over all devices
   c.num_steps = 50_000
   c.lr = 2e-4
@@ -70,4 +93,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.diversity_pairs = 1000  # random pairs for MS-SSIM diversity
   c.eval.kid_subsets = 100
   c.eval.num_closest_pairs = 16  # closest generated/training pairs shown in the report
+  return c
+
+
+def shrink_for_cpu(c: ml_collections.ConfigDict, num_steps: int = 200) -> ml_collections.ConfigDict:
+  """The small budget used for the CPU rows of RESULTS.md (the ``:cpu`` variant of the method configs).
+
+  As ``configs/demo.py`` (128 px, ngf = ndf = 16, decoders at width 8, MSE reconstruction, EMA 0.99) with
+  ``num_steps`` steps and no periodic evaluation. Every method gets the same budget.
+  """
+  c.model.resolution = 128
+  c.model.ngf = 16
+  c.model.ndf = 16
+  c.model.decoder_width = 8
+  c.recon_loss = 'mse'
+  c.ema_decay = 0.99
+  c.num_steps = num_steps
+  c.log_every = 50
+  c.sample_every = 100
+  c.checkpoint_every = 100
+  c.eval.every = 0
+  c.eval.num_samples = 300
   return c

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fsgan_jax import checkpointing, input_pipeline, losses, steps, train_state
@@ -91,6 +92,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     raise ConfigError(f'config.recon_loss={config.recon_loss!r}; choose one of {sorted(losses.RECON_LOSSES)}')
   if config.sample_bn not in ('batch', 'running'):
     raise ConfigError(f"config.sample_bn={config.sample_bn!r}; choose 'batch' or 'running'")
+  _validate_methods(config)
   if 'eval' in config:
     from fsgan_jax import evaluate  # pylint: disable=g-import-not-at-top
     try:
@@ -99,21 +101,123 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
       raise ConfigError(str(e)) from None
 
 
+TRANSFER_METHODS = ('finetune', 'cdc', 'ewc', 'minegan')
+
+
+def _method(config: ml_collections.ConfigDict) -> Optional[str]:
+  return config.get('transfer', {}).get('method')
+
+
+def _validate_methods(config: ml_collections.ConfigDict) -> None:
+  """The few-shot method fields (augment.apa*, latent, gmm.*, transfer.*)."""
+  from fsgan_jax import latents  # pylint: disable=g-import-not-at-top
+  latent = config.get('latent', 'gaussian')
+  if latent not in latents.LATENTS:
+    raise ConfigError(f'config.latent={latent!r}; choose one of {list(latents.LATENTS)}')
+  if 'augment' in config and config.augment.apa:
+    a = config.augment
+    if not 0.0 < a.apa_target < 1.0:
+      raise ConfigError(f'config.augment.apa_target={a.apa_target} must be in (0, 1)')
+    if a.apa_interval < 1 or not a.apa_kimg > 0:
+      raise ConfigError(f'config.augment.apa_interval={a.apa_interval} must be >= 1 and config.augment.apa_kimg='
+                        f'{a.apa_kimg} > 0')
+  if latent == 'gmm':
+    if config.gmm.components < 1:
+      raise ConfigError(f'config.gmm.components={config.gmm.components} must be >= 1')
+    if config.gmm.sigma_reg < 0:
+      raise ConfigError(f'config.gmm.sigma_reg={config.gmm.sigma_reg} must be >= 0')
+  method = _method(config)
+  if method is None:
+    if latent == 'miner':
+      raise ConfigError("config.latent='miner' is MineGAN's miner: it needs config.transfer.method='minegan' and a "
+                        'source workdir')
+    return
+  t = config.transfer
+  if method not in TRANSFER_METHODS:
+    raise ConfigError(f'config.transfer.method={method!r}; choose one of {list(TRANSFER_METHODS)} or None')
+  if not t.source_workdir:
+    raise ConfigError(f'config.transfer.method={method!r} needs config.transfer.source_workdir (a workdir trained '
+                      'with configs/pretrain_source.py)')
+  if (method == 'minegan') != (latent == 'miner'):
+    raise ConfigError(f"config.transfer.method={method!r} with config.latent={latent!r}: MineGAN uses "
+                      "latent='miner' and the miner is only used by MineGAN")
+  for name in ('cdc_weight', 'ewc_weight', 'cdc_anchor_std', 'minegan_stage1_steps', 'cdc_num_anchors'):
+    if t[name] < 0:
+      raise ConfigError(f'config.transfer.{name}={t[name]} must be >= 0')
+  if t.cdc_batch < 2:
+    raise ConfigError(f'config.transfer.cdc_batch={t.cdc_batch} must be >= 2 (pairwise similarities)')
+  if t.cdc_anchor_every < 0 or t.ewc_fisher_batches < 1:
+    raise ConfigError(f'config.transfer.cdc_anchor_every={t.cdc_anchor_every} must be >= 0 and '
+                      f'config.transfer.ewc_fisher_batches={t.ewc_fisher_batches} >= 1')
+
+
 def build_models(config: ml_collections.ConfigDict) -> tuple[fastgan.Generator, fastgan.Discriminator]:
   m = config.model
   dtype = DTYPES[m.dtype]
   g = fastgan.Generator(ngf=m.ngf, nz=m.nz, nc=config.data.channels, im_size=m.resolution, tanh=m.tanh,
-                        dtype=dtype)
+                        dtype=dtype, latent=config.get('latent', 'gaussian'),
+                        latent_components=config.get('gmm', {}).get('components', 10))
+  cdc_patches = _method(config) == 'cdc' and config.transfer.cdc_anchor_every > 0
   d = fastgan.Discriminator(ndf=m.ndf, nc=config.data.channels, im_size=m.resolution,
-                            decoder_width=m.decoder_width, dtype=dtype)
+                            decoder_width=m.decoder_width, dtype=dtype, patch_head=cdc_patches)
   return g, d
 
 
 def build_setup(config: ml_collections.ConfigDict) -> steps.GanSetup:
+  """Models, optimisers and the method switches of ``config`` (plain FastGAN when no method is set)."""
   g, d = build_models(config)
   tx = train_state.make_optimizer(config)
-  return steps.GanSetup(generator=g, discriminator=d, g_tx=tx, d_tx=tx, policy=config.diffaug_policy,
-                        recon=config.recon_loss, ema_decay=config.ema_decay)
+  method = _method(config)
+  g_tx = tx
+  kw = {}
+  if 'augment' in config and config.augment.apa:
+    kw.update(apa=True, apa_target=config.augment.apa_target, apa_interval=config.augment.apa_interval,
+              apa_kimg=float(config.augment.apa_kimg))
+  if g.latent == 'gmm':
+    kw['gmm_sigma_reg'] = float(config.gmm.sigma_reg)
+  t = config.get('transfer')
+  if method == 'cdc':
+    kw.update(cdc_weight=float(t.cdc_weight), cdc_batch=t.cdc_batch, cdc_anchor_every=t.cdc_anchor_every,
+              cdc_anchor_std=float(t.cdc_anchor_std), source_generator=g.clone(latent='gaussian'))
+  elif method == 'ewc':
+    kw['ewc_weight'] = float(t.ewc_weight)
+  elif method == 'minegan' and t.minegan_stage1_steps:
+    # Separate Adam states for the miner and the rest of G, so stage 2 starts G's Adam fresh.
+    g_tx = optax.multi_transform({'miner': tx, 'generator': tx},
+                                 lambda params: {k: ('miner' if k == 'miner' else 'generator') for k in params})
+    kw['freeze_g_steps'] = t.minegan_stage1_steps
+  return steps.GanSetup(generator=g, discriminator=d, g_tx=g_tx, d_tx=tx, policy=config.diffaug_policy,
+                        recon=config.recon_loss, ema_decay=config.ema_decay, **kw)
+
+
+def make_consts(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh: Mesh, num_images: int,
+                source: Optional[train_state.TrainState] = None) -> dict[str, Any]:
+  """Constant inputs of the train step, replicated: LPIPS weights and the transfer methods' constants.
+
+  ``anchors`` (CDC: ``cdc_num_anchors`` latents, default one per training image), ``source_g`` (CDC: the frozen
+  source G's EMA parameters and statistics), ``source_params`` and ``fisher`` (EWC: the source G's parameters and
+  their Fisher information, estimated once here; deterministic in ``config.seed``).
+  """
+  from fsgan_jax.transfer import cdc, ewc  # pylint: disable=g-import-not-at-top
+  consts: dict[str, Any] = {}
+  if config.recon_loss == 'lpips':
+    consts['lpips'] = losses.load_lpips_params()
+  method, t = _method(config), config.get('transfer')
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x7C0)
+  if method in ('cdc', 'ewc') and source is None:
+    raise ValueError(f'transfer method {method!r} needs the source state')
+  if method == 'cdc':
+    consts['source_g'] = {'params': source.ema_params, 'batch_stats': source.g_stats}
+    consts['anchors'] = cdc.make_anchors(key, t.cdc_num_anchors or num_images, config.model.nz)
+  elif method == 'ewc':
+    g_vars = {'params': source.g_params, 'batch_stats': source.g_stats}
+    d_vars = {'params': source.d_params, 'batch_stats': source.d_stats}
+    fisher_fn = jax.jit(functools.partial(ewc.fisher_information, setup.generator.clone(latent='gaussian'),
+                                          setup.discriminator.clone(patch_head=False),
+                                          batches=t.ewc_fisher_batches, batch=config.batch_size))
+    consts['source_params'] = source.g_params
+    consts['fisher'] = fisher_fn(g_vars, d_vars, key)
+  return jax.device_put(consts, NamedSharding(mesh, P()))
 
 
 def make_mesh(devices: Optional[list] = None) -> Mesh:
@@ -131,7 +235,7 @@ def create_state(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh:
 
 def make_train_step(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh: Mesh,
                     return_grads: bool = False):
-  """The jitted, state-donating step ``(state, images, lpips_params) -> (state, metrics)``."""
+  """The jitted, state-donating step ``(state, images, consts) -> (state, metrics)`` (see :func:`make_consts`)."""
   repl = NamedSharding(mesh, P())
   fn = functools.partial(steps.train_step, setup, batch=config.batch_size, flip=config.data.flip,
                          batch_sharding=NamedSharding(mesh, P('data')), return_grads=return_grads)
@@ -333,13 +437,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   images_np = input_pipeline.load_config_data(config.data, config.model.resolution)
   logging.info('training images: %s from %s', images_np.shape, input_pipeline.describe_source(config.data))
   images = jax.device_put(images_np, repl)
-  lpips_params = jax.device_put(losses.load_lpips_params() if config.recon_loss == 'lpips' else {}, repl)
 
   state = create_state(config, setup, mesh)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
   state, restored_step = checkpointing.restore(manager, state)
+  source = None
+  if _method(config):
+    from fsgan_jax.transfer import source as source_lib  # pylint: disable=g-import-not-at-top
+    try:
+      _, source, source_step = source_lib.load_source(config, mesh)
+    except source_lib.SourceError as e:
+      raise ConfigError(str(e)) from None
+    logging.info('transfer (%s) from %s at step %d', config.transfer.method, config.transfer.source_workdir,
+                 source_step)
+    if restored_step is None:
+      state = source_lib.init_from_source(state, source, setup.g_tx, setup.d_tx)
   if restored_step is not None:
     logging.info('resumed from checkpoint at step %d', restored_step)
+  consts = make_consts(config, setup, mesh, images_np.shape[0], source)
+  del source
   if changes:
     logging.warning('config changes in %s: %s', workdir,
                     ', '.join(f'{k}: {o!r} -> {n!r}' for k, (o, n) in changes.items()))
@@ -371,7 +487,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     with preemption.installed():
       for step in range(initial_step + 1, config.num_steps + 1):
-        state, metrics = train_step(state, images, lpips_params)
+        state, metrics = train_step(state, images, consts)
         report(step)
         preempted = preemption.reached(step)
         is_last = step == config.num_steps or preempted

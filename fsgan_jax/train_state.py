@@ -9,13 +9,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fsgan_jax.augment import apa
 from fsgan_jax.models import fastgan
 
 
 @flax.struct.dataclass
 class TrainState:
   """G/D parameters, their mutable statistics (BN running stats, spectral-norm u/v), Adam states, EMA of G's
-  parameters, the step, and the run's base rng (per-step randomness is ``fold_in(rng, step)``)."""
+  parameters, the step, the run's base rng (per-step randomness is ``fold_in(rng, step)``), and ``aux``: small
+  method state that changes during training (APA's adaptive probability ``apa_p`` and its running sums)."""
 
   step: jax.Array
   rng: jax.Array
@@ -26,6 +28,7 @@ class TrainState:
   g_opt_state: Any
   d_opt_state: Any
   ema_params: Any
+  aux: Any = flax.struct.field(default_factory=apa.initial_state)
 
 
 def make_optimizer(config) -> optax.GradientTransformation:

@@ -31,7 +31,7 @@ from jax import monitoring
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import tiny
-from fsgan_jax import input_pipeline, losses, train
+from fsgan_jax import input_pipeline, train
 
 _TRACE = '/jax/core/compile/jaxpr_trace_duration'
 _COMPILE = '/jax/core/compile/backend_compile_duration'
@@ -73,14 +73,14 @@ def test_jitted_train_step_cache_size():
   setup = train.build_setup(config)
   state = train.create_state(config, setup, mesh)
   images = jax.device_put(input_pipeline.load_config_data(config.data, config.model.resolution)[:16], repl)
-  lpips_params = jax.device_put(losses.load_lpips_params() if config.recon_loss == 'lpips' else {}, repl)
+  consts = train.make_consts(config, setup, mesh, 16)
   train_step = train.make_train_step(config, setup, mesh)
   sampler = train.make_sampler(setup, config.sample_bn)
   key = jax.random.PRNGKey(1)
   z = jax.random.normal(key, (config.num_sample_images, config.model.nz))
   with _count_compiles() as counts:
     for step in range(1, 6):
-      state, metrics = train_step(state, images, lpips_params)
+      state, metrics = train_step(state, images, consts)
       assert train_step._cache_size() == 1, f'train step retraced at step {step}: {dict(counts)}'  # pylint: disable=protected-access
       if step % 2 == 0:
         assert all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fsgan_jax import latents
 from fsgan_jax.models import layers
 from fsgan_jax.models.layers import Array, BatchNorm, Dtype, NoiseInjection, SNConv, SNProject4x4
 
@@ -94,6 +95,10 @@ class Generator(nn.Module):
     im_size: 128, 256, 512 or 1024.
     tanh: apply tanh to both outputs; None = official behaviour (only at 1024).
     dtype: compute dtype.
+    latent: what maps the input ``z ~ N(0, I)`` to G's latent (``fsgan_jax.latents``): ``'gaussian'`` (nothing,
+      official), ``'gmm'`` (learnable Gaussian mixture, params under ``latent``) or ``'miner'`` (MineGAN's miner,
+      params under ``miner``).
+    latent_components: mixture components K for ``latent='gmm'``.
   """
 
   ngf: int = 64
@@ -102,6 +107,8 @@ class Generator(nn.Module):
   im_size: int = 1024
   tanh: Optional[bool] = None
   dtype: Dtype = jnp.float32
+  latent: str = 'gaussian'
+  latent_components: int = 10
 
   @nn.compact
   def __call__(self, z: Array, train: bool = True) -> tuple[Array, Array]:
@@ -109,6 +116,12 @@ class Generator(nn.Module):
       raise ValueError(f'Generator.im_size must be one of {RESOLUTIONS}, got {self.im_size}')
     nfc = _widths(G_MULT, self.ngf)
     dt = self.dtype
+    if self.latent == 'gmm':
+      z = latents.GaussianMixtureLatent(self.latent_components, self.nz, name='latent')(z)
+    elif self.latent == 'miner':
+      z = latents.Miner(self.nz, name='miner')(z)
+    elif self.latent != 'gaussian':
+      raise ValueError(f'Generator.latent must be one of {latents.LATENTS}, got {self.latent!r}')
     x = SNProject4x4(2 * nfc[4], dtype=dt, name='init.init.0')(z, train)
     feat_4 = layers.glu(BatchNorm(dt, name='init.init.1')(x, train))
     feat_8 = UpBlockComp(nfc[8], dt, name='feat_8')(feat_4, train)
@@ -193,6 +206,8 @@ class Discriminator(nn.Module):
   branch's 5x5 map (L = 50 at 256..1024 px, 26 at 128 px). The official code returns the same values flattened
   over the batch (``cat([rf_big.view(-1), rf_small.view(-1)])``). With ``part`` given (real images), it also
   returns the three 128 px reconstructions (whole, small, quadrant ``part``), as the official ``label='real'``.
+  With ``patch_head`` (CDC, this project's adaptation) the logits gain one patch logit per cell of the
+  ``se_4_32`` feature map (a 1x1 spectral-norm conv), appended after the L image-level logits.
   """
 
   ndf: int = 64
@@ -200,6 +215,7 @@ class Discriminator(nn.Module):
   im_size: int = 1024
   decoder_width: int = 32
   dtype: Dtype = jnp.float32
+  patch_head: bool = False
 
   @nn.compact
   def __call__(self, big: Array, small: Array, part: Optional[Array] = None, train: bool = True):
@@ -237,7 +253,10 @@ class Discriminator(nn.Module):
     rf_small = SNConv(1, 4, dtype=dt, name='rf_small')(feat_small, train)
 
     n = big.shape[0]
-    logits = jnp.concatenate([rf_big.reshape(n, -1), rf_small.reshape(n, -1)], axis=1).astype(jnp.float32)
+    outs = [rf_big.reshape(n, -1), rf_small.reshape(n, -1)]
+    if self.patch_head:  # CDC's patch-level realism: one logit per cell of feat_32 (16x16 at 256 px, 8x8 at 128)
+      outs.append(SNConv(1, 1, dtype=dt, name='patch_head')(feat_32, train).reshape(n, -1))
+    logits = jnp.concatenate(outs, axis=1).astype(jnp.float32)
     if part is None:
       return logits
     dw = self.decoder_width
@@ -267,6 +286,14 @@ def _init_leaf(seed: Sequence[int], names: list[str], shape: tuple[int, ...]) ->
   """FastGAN's initial value of one variable (``weights_init`` for params, PyTorch defaults for buffers)."""
   rng = np.random.default_rng([*seed, zlib.crc32('/'.join(names).encode())])
   kind = (names[0], names[-1])
+  if names[1:2] == ['miner'] and kind == ('params', 'kernel'):  # identity start: see latents.Miner
+    if names[2] == 'out':
+      return np.zeros(shape, np.float32)
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])).astype(np.float32)
+  if kind == ('params', 'means'):
+    return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+  if kind == ('params', 'log_sigma'):
+    return np.full(shape, np.log(latents.GMM_INIT_SIGMA), np.float32)
   if kind == ('params', 'kernel'):
     return (0.02 * rng.standard_normal(shape)).astype(np.float32)
   if kind == ('params', 'scale'):

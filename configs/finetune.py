@@ -1,0 +1,23 @@
+r"""Plain fine-tuning baseline: the FastGAN recipe started from a source GAN's checkpoint (no regulariser).
+
+G, its EMA and D start from ``configs/pretrain_source.py``'s run; optimisers start fresh. The baseline the
+transfer methods (CDC, EWC, MineGAN) must beat.
+
+Run::
+
+  python -m fsgan_jax.main --config=configs/finetune.py --workdir=/tmp/finetune \
+      --config.transfer.source_workdir=/tmp/source_ixi
+  # CPU budget: configs/finetune.py:cpu with the :cpu source
+
+Measured result: see the fine-tune rows of RESULTS.md.
+"""
+
+from fsgan_jax import default_config
+
+
+def get_config(arg: str = ''):
+  c = default_config.get_config()
+  if arg == 'cpu':
+    default_config.shrink_for_cpu(c)
+  c.transfer.method = 'finetune'
+  return c

@@ -1,0 +1,29 @@
+r"""MineGAN (Wang et al., CVPR 2020, "MineGAN: Effective Knowledge Transfer from GANs to Target Domains with Few
+Images") from a source GAN to the few-shot tumor set.
+
+A miner MLP in front of G maps the input noise to the source latent space (``latent = 'miner'``; residual and
+initialised to the identity, an *assumption*, so training starts at the source distribution). Stage 1
+(``minegan_stage1_steps``, here a fifth of the budget) trains only the miner with G frozen (D trains); stage 2
+trains miner and G jointly, with G's Adam state starting fresh. Details: ``fsgan_jax/latents.py``,
+``fsgan_jax/steps.py``.
+
+Run::
+
+  python -m fsgan_jax.main --config=configs/minegan.py --workdir=/tmp/minegan \
+      --config.transfer.source_workdir=/tmp/source_ixi
+  # CPU budget: configs/minegan.py:cpu with the :cpu source
+
+Measured result: see the MineGAN rows of RESULTS.md.
+"""
+
+from fsgan_jax import default_config
+
+
+def get_config(arg: str = ''):
+  c = default_config.get_config()
+  if arg == 'cpu':
+    default_config.shrink_for_cpu(c)
+  c.transfer.method = 'minegan'
+  c.latent = 'miner'
+  c.transfer.minegan_stage1_steps = c.num_steps // 5
+  return c

@@ -1,0 +1,95 @@
+"""The source GAN of a transfer run: load it from its training workdir and start the target from it.
+
+A source is any fsgan_jax FastGAN workdir (``configs/pretrain_source.py`` trains one on healthy brains). The
+target must have the same architecture (resolution, widths, nz, channels, decoder width, tanh); method-specific
+extras of the target (MineGAN's miner, a mixture latent, CDC's patch head) are not in the source and keep their
+own initialisation. As the CDC / EWC / MineGAN code: the target G starts from the source G, its EMA from the source
+EMA, D from the source D; the optimisers start fresh and the step at 0.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from fsgan_jax import checkpointing
+from fsgan_jax.train_state import TrainState
+
+# Target fields that must equal the source's.
+MATCH_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'model.tanh',
+                'data.channels')
+
+
+class SourceError(ValueError):
+  """The source workdir is missing, incomplete or incompatible with the target config."""
+
+
+def _get(config: ml_collections.ConfigDict, field: str) -> Any:
+  node = config
+  for part in field.split('.'):
+    node = node.get(part) if hasattr(node, 'get') else None
+  return node
+
+
+def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections.ConfigDict, TrainState, int]:
+  """``(source_config, source_state, step)`` from ``config.transfer.source_workdir`` (replicated over ``mesh``).
+
+  Raises:
+    SourceError: naming the workdir and the field when it is missing, untrained, or differs from the target.
+  """
+  from fsgan_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = config.transfer.source_workdir
+  if not workdir:
+    raise SourceError(f'config.transfer.method={config.transfer.method!r} needs config.transfer.source_workdir '
+                      '(a workdir trained with configs/pretrain_source.py)')
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not os.path.isdir(workdir):
+    raise SourceError(f'config.transfer.source_workdir={workdir!r} is not a directory')
+  try:
+    src_config = train.read_config(workdir)
+  except (FileNotFoundError, train.ConfigError) as e:
+    raise SourceError(f'config.transfer.source_workdir: {e}') from None
+  for field in MATCH_FIELDS:
+    a, b = _get(src_config, field), _get(config, field)
+    if a != b:
+      raise SourceError(f'config.{field}={b!r} differs from the source workdir {workdir} ({field}={a!r}); '
+                        'transfer needs the same architecture')
+  if src_config.get('latent', 'gaussian') != 'gaussian':
+    raise SourceError(f'the source workdir {workdir} uses latent={src_config.latent!r}; a source GAN must use the '
+                      'plain Gaussian latent')
+  src_config = ml_collections.ConfigDict(src_config.to_dict())
+  setup = train.build_setup(src_config)
+  manager = checkpointing.make_manager(workdir, src_config.keep_checkpoints, src_config.checkpoint_every)
+  if manager.latest_step() is None:
+    raise SourceError(f'config.transfer.source_workdir={workdir!r} has no checkpoint: train the source first')
+  step = config.transfer.get('source_step')
+  try:
+    state, step = checkpointing.restore(manager, train.create_state(src_config, setup, mesh), step)
+  except FileNotFoundError as e:
+    raise SourceError(f'config.transfer.source_step: {e}') from None
+  return src_config, state, int(step)
+
+
+def _merge(target: Any, source: Any, where: str) -> Any:
+  """``target`` with every leaf that also exists in ``source`` replaced by the source's (shapes must agree)."""
+  if isinstance(target, dict):
+    return {k: (_merge(v, source[k], f'{where}/{k}') if k in source else v) for k, v in target.items()}
+  if tuple(np.shape(target)) != tuple(np.shape(source)):
+    raise SourceError(f'{where}: source shape {np.shape(source)} != target shape {np.shape(target)}')
+  return jnp.copy(source)  # own buffers: the train step donates the state, the source stays a constant input
+
+
+def init_from_source(target: TrainState, source: TrainState, g_tx, d_tx) -> TrainState:
+  """The target's initial state: G, G's EMA, D and their statistics from the source, fresh optimisers, step 0."""
+  g_params = _merge(target.g_params, source.g_params, 'g_params')
+  d_params = _merge(target.d_params, source.d_params, 'd_params')
+  return target.replace(
+      g_params=g_params, g_stats=_merge(target.g_stats, source.g_stats, 'g_stats'),
+      d_params=d_params, d_stats=_merge(target.d_stats, source.d_stats, 'd_stats'),
+      ema_params=_merge(target.ema_params, source.ema_params, 'ema_params'),
+      g_opt_state=jax.jit(g_tx.init)(g_params), d_opt_state=jax.jit(d_tx.init)(d_params))
