@@ -10,8 +10,8 @@ Run::
   python -m fsgan_jax.main --config=configs/apa.py --workdir=/tmp/apa_lgg100
   python -m fsgan_jax.main --config=configs/apa.py:cpu --workdir=/tmp/apa_cpu      # the CPU budget of RESULTS.md
 
-Measured result: see the APA rows of RESULTS.md (CPU budget; reproduce with
-``python -m fsgan_jax.experiments.methods_table``).
+Measured result (``:cpu``, 200 steps, 2-core CPU, 300 samples, tf1 resize): held-out FID 307.3 (100-shot) /
+320.0 (10-shot) (identical to scratch at 100 shots: p stayed <= 0.0005 in 200 steps); the full table and caveats are in RESULTS.md.
 """
 
 from fsgan_jax import default_config

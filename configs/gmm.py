@@ -13,7 +13,8 @@ Run::
   python -m fsgan_jax.main --config=configs/gmm.py --workdir=/tmp/gmm_lgg100
   python -m fsgan_jax.main --config=configs/gmm.py:cpu --workdir=/tmp/gmm_cpu
 
-Measured result: see the GMM rows of RESULTS.md.
+Measured result (``:cpu``, 200 steps, 2-core CPU, 300 samples, tf1 resize): held-out FID 286.1 (100-shot) /
+300.3 (10-shot) (scratch: 307.3 / 320.2); the full table and caveats are in RESULTS.md.
 """
 
 from fsgan_jax import default_config
