@@ -19,7 +19,8 @@ CPU-small variant (the same 90 cells with tiny FastGANs: ngf = ndf = 8, nz 64, b
 set tiled to 2048 images so all 15 GANs share one compilation; classifier at 64 px, widths 8-32, stem stride 2,
 120 steps)::
 
-  python -m fsgan_jax.experiments.classify --config=configs/classify.py:cpu --workdir=/tmp/classify_cpu
+  python -m fsgan_jax.experiments.classify --config=configs/classify.py:cpu --workdir=/tmp/classify_cpu \
+      --config.data.manual_dir=/path/to/kaggle_3m
 
 Both build the dataset into ``WORKDIR/tfds`` on first use (about 2 minutes; ``--config.data.tfds_data_dir`` reuses
 a built one), are resumable (finished cells, GANs and samples are reused; rerunning only rewrites the results) and
@@ -51,7 +52,9 @@ def get_config(variant: Optional[str] = None) -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'lgg_kaggle3m'
-  c.data.manual_dir = '../shared/data/lgg_kaggle3m'  # raw data; only read when the dataset must be built
+  # Raw TCGA-LGG kaggle_3m folder (Kaggle "lgg-mri-segmentation", or the project's compact form); only read when
+  # the dataset must be built. Required on first use: --config.data.manual_dir=/path/to/kaggle_3m.
+  c.data.manual_dir = ml_collections.config_dict.placeholder(str)
   c.data.tfds_data_dir = ml_collections.config_dict.placeholder(str)  # None = WORKDIR/tfds
   c.data.base_config = 'flair_256_all'  # named builder config; resolution / ks / seeds are overridden
   c.data.slice_policy = 'all'  # tumor and non-tumor slices

@@ -206,6 +206,9 @@ def prepare_dataset(config: ml_collections.ConfigDict, workdir: str) -> tuple[pa
   cfg = dataset_config(config)
   folder = data_dir / d.name / cfg.name
   if not any((v / 'dataset_info.json').is_file() for v in folder.glob('*')):
+    if not d.manual_dir:
+      raise ConfigError(f'{folder} is not built: set --config.data.manual_dir to the TCGA-LGG kaggle_3m folder '
+                        '(or --config.data.tfds_data_dir to a built dataset)')
     manual = pathlib.Path(d.manual_dir).expanduser()
     if not manual.is_dir():
       raise ConfigError(f'config.data.manual_dir={d.manual_dir!r} is not a directory and {folder} is not built')
