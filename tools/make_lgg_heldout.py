@@ -11,13 +11,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Makes the bundled held-out set ``fsgan_jax/data/lgg_flair_heldout/`` from ``../shared/data``.
+"""Makes the bundled held-out set ``fsgan_jax/data/lgg_flair_heldout/`` from the project's data folder (``--shared``).
 
 Rule: the 10 TCGA-LGG patients that are NOT in lgg_flair_100 (the 110 patient folders sorted by name minus the
 100 at positions round(linspace(0, 109, 100))); ALL their tumor slices (mask area > 0), copied byte-for-byte
 from ``lgg_kaggle3m/flair/``. Subject-disjoint from the training set by construction.
 
-  python tools/make_lgg_heldout.py [--shared ../shared/data] [--out fsgan_jax/data/lgg_flair_heldout]
+  python tools/make_lgg_heldout.py --shared DATA_DIR [--out fsgan_jax/data/lgg_flair_heldout]
 """
 
 import argparse
@@ -30,7 +30,8 @@ import numpy as np
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('--shared', default='../shared/data')
+  parser.add_argument('--shared', required=True,
+                      help='the project data folder holding lgg_kaggle3m/ and lgg_flair_100/ (maintainers only)')
   parser.add_argument('--out', default='fsgan_jax/data/lgg_flair_heldout')
   args = parser.parse_args()
   shared = pathlib.Path(args.shared)
