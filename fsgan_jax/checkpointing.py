@@ -6,17 +6,19 @@ it when complete, so a crash during a save never leaves a half-written checkpoin
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
 
+from fsgan_jax import fileio
+
 
 def make_manager(workdir: str, keep: int = 3, save_every: int = 1000) -> ocp.CheckpointManager:
   """A CheckpointManager for ``WORKDIR/checkpoints`` (created on process 0 if missing)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=save_every, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options)
+  # Orbax writes gs:// URLs itself (etils.epath + TensorStore): only local paths are made absolute.
+  return ocp.CheckpointManager(fileio.join(fileio.abspath(workdir), 'checkpoints'), options=options)
 
 
 def abstract_like(state: Any) -> Any:
@@ -49,7 +51,7 @@ def make_best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
   """
   options = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: float(m[metric]), best_mode='min',
                                          keep_checkpoints_without_metrics=False, create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints_best'), options=options)
+  return ocp.CheckpointManager(fileio.join(fileio.abspath(workdir), 'checkpoints_best'), options=options)
 
 
 def save_best(manager: ocp.CheckpointManager, step: int, state: Any, metrics: dict[str, float]) -> bool:

@@ -20,10 +20,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.decoder_width = 32  # D's reconstruction decoders (official: 32, fixed)
   c.model.tanh = ml_collections.config_dict.placeholder(bool)  # None = official (tanh only at 1024)
   c.model.dtype = 'float32'  # or 'bfloat16' (params, optimizer and statistics stay float32)
+  # Channels G generates and D sees: `channels` contrasts (None = data.channels) followed by `mask_channels` label
+  # channels (0 = images only; 1 = binary tumor mask; 3 = BraTS sub-regions), see fsgan_jax/masks.py.
+  c.model.channels = ml_collections.config_dict.placeholder(int)
+  c.model.mask_channels = 0
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = ml_collections.config_dict.placeholder(str)  # None = bundled lgg_flair_100
-  c.data.channels = 1  # 1 = grayscale (FLAIR), 3 = RGB
+  c.data.channels = 1  # contrasts: folders 1 = grayscale (FLAIR) or 3 = RGB; TFDS: the builder's contrast count
+  # Label channels (model.mask_channels > 0) of a folder source: a folder of masks with the same relative file
+  # names as the images (pixel > 127 = tumor); None = the bundled masks when data.dir is None (bundled set).
+  c.data.mask_dir = ml_collections.config_dict.placeholder(str)
+  c.data.contrast_names = ''  # e.g. 'flair' or 'flair,t1ce': names of the contrast channels in sample files
   c.data.limit = 0  # use only the first N images (0 = all), e.g. 10 for a 10-shot run
   c.data.flip = True  # random horizontal flip, as the official transform
   # A prepared TFDS dataset instead of a folder (python -m fsgan_jax.datasets.build ...; see README):
@@ -93,6 +101,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.diversity_pairs = 1000  # random pairs for MS-SSIM diversity
   c.eval.kid_subsets = 100
   c.eval.num_closest_pairs = 16  # closest generated/training pairs shown in the report
+  # label_consistency (paired generators): the U-Net segmenter trained on the real pairs (evaluators/label_consistency)
+  c.eval.segmenter_steps = 300
+  c.eval.segmenter_size = 128  # U-Net input size (<= model.resolution, divides it)
   return c
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / 'data' / 'lgg_flair_100'
+BUNDLED_MASK_DIR = BUNDLED_DIR.parent / 'lgg_flair_100_masks'
 
 
 class DataError(ValueError):
@@ -54,7 +55,33 @@ def load_image(path: pathlib.Path, size: int, channels: int) -> np.ndarray:
   return arr / 127.5 - 1.0
 
 
-def load_images(directory: Optional[str], size: int, channels: int, limit: Optional[int] = None) -> np.ndarray:
+def find_mask(image: pathlib.Path, image_root: pathlib.Path, mask_dir: pathlib.Path) -> pathlib.Path:
+  """The mask file of ``image``: the same relative path under ``mask_dir``, with any image extension, or with a
+  ``_mask`` suffix (the kaggle_3m convention ``x.tif`` / ``x_mask.tif``)."""
+  rel = image.relative_to(image_root)
+  for stem in (rel.stem, rel.stem + '_mask'):
+    for ext in (rel.suffix,) + IMAGE_EXTENSIONS:
+      candidate = mask_dir / rel.parent / (stem + ext)
+      if candidate.is_file():
+        return candidate
+  raise DataError(f'data.mask_dir {str(mask_dir)!r} has no mask for image {str(image)!r} (expected '
+                  f'{str(mask_dir / rel)!r} or {rel.stem}_mask{rel.suffix})')
+
+
+def load_mask(path: pathlib.Path, size: int) -> np.ndarray:
+  """One mask as bool (size, size): pixel > 127 is tumor; resized nearest-neighbour so labels stay binary."""
+  try:
+    with Image.open(path) as im:
+      im = im.convert('L')
+      if im.size != (size, size):
+        im = im.resize((size, size), Image.NEAREST)
+      return np.asarray(im) > 127
+  except (OSError, ValueError) as e:
+    raise DataError(f'cannot read mask {str(path)!r}: {e}') from e
+
+
+def load_images(directory: Optional[str], size: int, channels: int, limit: Optional[int] = None,
+                mask_dir: Optional[str] = None, mask_channels: int = 0) -> np.ndarray:
   """Loads an image folder (``None`` = the bundled lgg_flair_100 set) as (N, size, size, channels) in [-1, 1].
 
   Args:
@@ -62,13 +89,31 @@ def load_images(directory: Optional[str], size: int, channels: int, limit: Optio
     size: training resolution.
     channels: 1 (grayscale, e.g. FLAIR) or 3 (RGB).
     limit: keep only the first ``limit`` images in sorted order (e.g. a 10-shot subset).
+    mask_dir: with ``mask_channels = 1``, the folder of the images' masks (see :func:`find_mask`); None = the
+      bundled masks (only with the bundled images).
+    mask_channels: 0 (images only) or 1: append the binary mask as a last channel in -1 / +1.
   """
+  from fsgan_jax import masks  # pylint: disable=g-import-not-at-top
   if channels not in (1, 3):
     raise DataError(f'data.channels must be 1 or 3, got {channels}')
-  files = list_images(BUNDLED_DIR if directory is None else directory)
+  if mask_channels not in (0, 1):
+    raise DataError(f'model.mask_channels={mask_channels}: an image folder has binary masks only (use 1), the BraTS '
+                    'sub-regions (3) need data.tfds_name=brats')
+  root = pathlib.Path(BUNDLED_DIR if directory is None else directory).expanduser()
+  files = list_images(root)
   if limit:
     files = files[:limit]
-  return np.stack([load_image(p, size, channels) for p in files])
+  images = np.stack([load_image(p, size, channels) for p in files])
+  if not mask_channels:
+    return images
+  if mask_dir is None and directory is not None:
+    raise DataError(f'model.mask_channels={mask_channels} with data.dir={directory!r}: set data.mask_dir to the '
+                    'folder of its masks')
+  mroot = pathlib.Path(BUNDLED_MASK_DIR if mask_dir is None else mask_dir).expanduser()
+  if not mroot.is_dir():
+    raise DataError(f'data.mask_dir {str(mroot)!r} is not a directory')
+  labels = np.stack([load_mask(find_mask(p, root, mroot), size) for p in files])
+  return np.concatenate([images, masks.to_signed(labels)[..., None]], axis=-1)
 
 
 def describe_source(config_data: Any, split: Optional[str] = None) -> str:
@@ -81,8 +126,11 @@ def describe_source(config_data: Any, split: Optional[str] = None) -> str:
 
 
 def load_config_data(config_data: Any, resolution: int, split: Optional[str] = None,
-                     return_subjects: bool = False) -> Any:
+                     return_subjects: bool = False, mask_channels: int = 0) -> Any:
   """The training images a config's ``data`` section names, as float32 (N, R, R, C) in [-1, 1].
+
+  With ``mask_channels`` (``config.model.mask_channels``) the label channels follow the contrasts (conventions in
+  ``fsgan_jax.masks``): a folder's masks from ``data.mask_dir``, a TFDS source's ``mask`` feature.
 
   ``split`` replaces ``data.tfds_split`` (e.g. ``'heldout'`` for evaluation); with ``return_subjects`` the result
   is ``(images, subject ids or None)`` (TFDS sources only have them; for folders use an ``index.csv``).
@@ -103,7 +151,7 @@ def load_config_data(config_data: Any, resolution: int, split: Optional[str] = N
   channels, limit = field('channels', 1), field('limit', 0) or None
   name = field('tfds_name')
   if not name:
-    images = load_images(field('dir'), resolution, channels, limit)
+    images = load_images(field('dir'), resolution, channels, limit, field('mask_dir'), mask_channels)
     return (images, None) if return_subjects else images
   split = split or field('tfds_split')
   if not split:
@@ -123,6 +171,11 @@ def load_config_data(config_data: Any, resolution: int, split: Optional[str] = N
   if images.shape[3] != channels:
     raise DataError(f'data.channels={channels}: the TFDS images of {name!r} have {images.shape[3]} channel(s)')
   images = np.asarray(images[:limit], np.float32)
+  if mask_channels:
+    from fsgan_jax import masks  # pylint: disable=g-import-not-at-top
+    if mask_channels == 3 and name != 'brats':
+      raise DataError(f'model.mask_channels=3 (BraTS sub-regions) needs data.tfds_name=brats, not {name!r}')
+    images = np.concatenate([images, masks.label_channels(data['mask'][:limit], mask_channels)], axis=-1)
   if return_subjects:
     subjects = data.get('subject_id')
     return images, (None if subjects is None else [str(x) for x in subjects[:limit]])

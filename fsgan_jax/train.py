@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fsgan_jax import checkpointing, input_pipeline, losses, steps, train_state
+from fsgan_jax import checkpointing, fileio, input_pipeline, losses, masks, steps, train_state
 from fsgan_jax.augment import diffaug
 from fsgan_jax.models import fastgan
 
@@ -37,6 +37,27 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 class ConfigError(ValueError):
   """A config value is invalid; raised before anything is compiled."""
+
+
+def image_channels(config: ml_collections.ConfigDict) -> int:
+  """Contrast channels G generates: ``model.channels``, or ``data.channels`` when unset (and in older configs)."""
+  return config.model.get('channels') or config.data.channels
+
+
+def mask_channels(config: ml_collections.ConfigDict) -> int:
+  """Label channels after the contrasts (``model.mask_channels``; 0 in older configs)."""
+  return int(config.model.get('mask_channels') or 0)
+
+
+def num_channels(config: ml_collections.ConfigDict) -> int:
+  """All channels of G's output and D's input: contrasts then labels."""
+  return image_channels(config) + mask_channels(config)
+
+
+def channel_names(config: ml_collections.ConfigDict) -> list[str]:
+  """A file-name suffix per channel (``data.contrast_names``, then ``mask`` or the BraTS sub-region names)."""
+  names = [n.strip() for n in (config.data.get('contrast_names') or '').split(',') if n.strip()]
+  return masks.channel_names(names, image_channels(config), mask_channels(config))
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
@@ -57,8 +78,31 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     raise ConfigError(f'config.model.nz={m.nz} must be positive')
   if m.dtype not in DTYPES:
     raise ConfigError(f'config.model.dtype={m.dtype!r}; choose one of {sorted(DTYPES)}')
-  if config.data.channels not in (1, 3):
-    raise ConfigError(f'config.data.channels={config.data.channels} must be 1 or 3')
+  tfds_source = bool(config.data.get('tfds_name'))
+  if not isinstance(config.data.channels, int) or config.data.channels < 1 or (
+      not tfds_source and config.data.channels not in (1, 3)):
+    raise ConfigError(f'config.data.channels={config.data.channels} must be 1 or 3 for an image folder '
+                      '(a TFDS source: its number of contrasts)')
+  if m.get('channels') is not None and m.channels != config.data.channels:
+    raise ConfigError(f'config.model.channels={m.channels} differs from config.data.channels='
+                      f'{config.data.channels} (the contrasts the data provides); set both to the same value')
+  try:
+    masks.check_channels(image_channels(config), mask_channels(config))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if mask_channels(config) == 3 and config.data.get('tfds_name') != 'brats':
+    raise ConfigError('config.model.mask_channels=3 (BraTS sub-regions) needs config.data.tfds_name=\'brats\'')
+  if mask_channels(config) and not tfds_source:
+    mask_dir = config.data.get('mask_dir')
+    if mask_dir is None and config.data.dir is not None:
+      raise ConfigError(f'config.model.mask_channels={mask_channels(config)} with config.data.dir='
+                        f'{config.data.dir!r}: set config.data.mask_dir to the folder of its masks')
+    if mask_dir is not None and not os.path.isdir(os.path.expanduser(mask_dir)):
+      raise ConfigError(f'config.data.mask_dir={mask_dir!r} is not a directory')
+  names = [n for n in (config.data.get('contrast_names') or '').split(',') if n.strip()]
+  if names and len(names) != image_channels(config):
+    raise ConfigError(f'config.data.contrast_names={config.data.contrast_names!r} names {len(names)} contrast(s) '
+                      f'but there are {image_channels(config)}')
   if config.batch_size < 1 or config.batch_size % num_devices:
     raise ConfigError(f'config.batch_size={config.batch_size} must be a positive multiple of the number of '
                       f'devices ({num_devices})')
@@ -154,11 +198,11 @@ def _validate_methods(config: ml_collections.ConfigDict) -> None:
 def build_models(config: ml_collections.ConfigDict) -> tuple[fastgan.Generator, fastgan.Discriminator]:
   m = config.model
   dtype = DTYPES[m.dtype]
-  g = fastgan.Generator(ngf=m.ngf, nz=m.nz, nc=config.data.channels, im_size=m.resolution, tanh=m.tanh,
+  g = fastgan.Generator(ngf=m.ngf, nz=m.nz, nc=num_channels(config), im_size=m.resolution, tanh=m.tanh,
                         dtype=dtype, latent=config.get('latent', 'gaussian'),
                         latent_components=config.get('gmm', {}).get('components', 10))
   cdc_patches = _method(config) == 'cdc' and config.transfer.cdc_anchor_every > 0
-  d = fastgan.Discriminator(ndf=m.ndf, nc=config.data.channels, im_size=m.resolution,
+  d = fastgan.Discriminator(ndf=m.ndf, nc=num_channels(config), im_size=m.resolution,
                             decoder_width=m.decoder_width, dtype=dtype, patch_head=cdc_patches)
   return g, d
 
@@ -187,7 +231,8 @@ def build_setup(config: ml_collections.ConfigDict) -> steps.GanSetup:
                                  lambda params: {k: ('miner' if k == 'miner' else 'generator') for k in params})
     kw['freeze_g_steps'] = t.minegan_stage1_steps
   return steps.GanSetup(generator=g, discriminator=d, g_tx=g_tx, d_tx=tx, policy=config.diffaug_policy,
-                        recon=config.recon_loss, ema_decay=config.ema_decay, **kw)
+                        recon=config.recon_loss, ema_decay=config.ema_decay,
+                        image_channels=image_channels(config) if mask_channels(config) else 0, **kw)
 
 
 def make_consts(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh: Mesh, num_images: int,
@@ -294,7 +339,7 @@ def config_changes(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
 
   Fields missing from the stored config (written by an older version) are not compared.
   """
-  if not os.path.exists(os.path.join(workdir, 'config.json')):
+  if not fileio.exists(fileio.join(workdir, 'config.json')):
     return {}
   old = _flatten(read_config(workdir).to_dict())
   new = _flatten(json.loads(config.to_json()))  # JSON round trip: tuples compare equal to stored lists
@@ -327,31 +372,26 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, replace: bool 
   Written on first start; with ``replace`` (an allowed config change) the old one is kept as
   ``config.<timestamp>.json`` and the new one replaces it, so ``config.json`` describes the latest checkpoints.
   """
-  path = os.path.join(workdir, 'config.json')
-  if jax.process_index() != 0 or (os.path.exists(path) and not replace):
+  path = fileio.join(workdir, 'config.json')
+  if jax.process_index() != 0 or (fileio.exists(path) and not replace):
     return
-  os.makedirs(workdir, exist_ok=True)
-  if os.path.exists(path):
+  fileio.makedirs(workdir)
+  if fileio.exists(path):
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
-    backup = os.path.join(workdir, f'config.{stamp}.json')
+    backup = fileio.join(workdir, f'config.{stamp}.json')
     n = 1
-    while os.path.exists(backup):
-      backup, n = os.path.join(workdir, f'config.{stamp}-{n}.json'), n + 1
-    with open(path) as f_in, open(backup, 'w') as f_out:
-      f_out.write(f_in.read())
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(config.to_json(indent=2))
-  os.replace(tmp, path)
+    while fileio.exists(backup):
+      backup, n = fileio.join(workdir, f'config.{stamp}-{n}.json'), n + 1
+    fileio.write_text_atomic(backup, fileio.read_text(path))
+  fileio.write_text_atomic(path, config.to_json(indent=2))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  path = fileio.join(workdir, 'config.json')
+  if not fileio.exists(path):
     raise FileNotFoundError(f'{path} not found: is {workdir!r} a fsgan_jax training workdir?')
   try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(fileio.read_text(path)))
   except (json.JSONDecodeError, TypeError, AttributeError) as e:
     raise ConfigError(f'{path} is not a valid config file ({e}); restore it from config.<timestamp>.json or '
                       'use a new --workdir') from None
@@ -428,13 +468,14 @@ class _Preemption:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (or resumes) a FastGAN in ``workdir``; returns the metrics of the last logged step."""
   validate_config(config, jax.device_count())
-  workdir = os.path.abspath(workdir)
+  workdir = fileio.abspath(workdir)  # a gs:// URL stays as it is
   changes = check_config_compatible(config, workdir)
   mesh = make_mesh()
   repl = NamedSharding(mesh, P())
   setup = build_setup(config)
 
-  images_np = input_pipeline.load_config_data(config.data, config.model.resolution)
+  images_np = input_pipeline.load_config_data(config.data, config.model.resolution,
+                                              mask_channels=mask_channels(config))
   logging.info('training images: %s from %s', images_np.shape, input_pipeline.describe_source(config.data))
   images = jax.device_put(images_np, repl)
 
@@ -473,7 +514,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   sample_key = jax.random.PRNGKey(config.seed + 1)
   sample_z = jax.random.normal(sample_key, (config.num_sample_images, config.model.nz))
   report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer)
-  samples_dir = os.path.join(workdir, 'samples')
+  samples_dir = fileio.join(workdir, 'samples')
   evaluator, best_manager = None, None
   if 'eval' in config and config.eval.every and initial_step < config.num_steps:
     from fsgan_jax import evaluate  # pylint: disable=g-import-not-at-top
@@ -501,13 +542,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           writer.write_scalars(step, last)
           t0, t0_step = time.perf_counter(), step
         if step % config.sample_every == 0 or is_last:
-          imgs = input_pipeline.to_uint8(
-              jax.device_get(sampler(state.ema_params, state.g_stats, sample_z, sample_key)))
+          imgs = input_pipeline.to_uint8(masks.hard_labels(
+              jax.device_get(sampler(state.ema_params, state.g_stats, sample_z, sample_key)), image_channels(config)))
+          imgs = masks.display(imgs, image_channels(config))  # contrasts and labels side by side when paired
           grid = input_pipeline.make_grid(imgs, ncols=int(np.ceil(np.sqrt(len(imgs)))))
           writer.write_images(step, {'ema_samples': grid[None]})
           if jax.process_index() == 0:
-            os.makedirs(samples_dir, exist_ok=True)
-            input_pipeline.save_png(os.path.join(samples_dir, f'step_{step:07d}.png'), grid)
+            fileio.makedirs(samples_dir)
+            input_pipeline.save_png(fileio.join(samples_dir, f'step_{step:07d}.png'), grid)
         if step % config.checkpoint_every == 0 or is_last:
           # Never save a bad state (both checks are cheap and cached when this is also a log step).
           _check_finite(step, {k: float(v) for k, v in jax.device_get(metrics).items()})

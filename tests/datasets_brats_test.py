@@ -297,3 +297,27 @@ def test_shared_brats_examples(shared_data, tmp_path):
     assert d['image'].shape[1:] == (128, 128, 2) and d['image'].min() == -1 and d['image'].max() <= 1
     assert set(np.unique(d['mask'])) <= {0, 1, 2, 3} and np.all(d['tumor_area'] >= 100)
   assert subjects == {'brats_2013_pat0003_1', 'brats_2013_pat0004_1', 'brats_2013_pat0005_1'}
+
+
+def test_pairs_from_brats_contrasts_and_subregions(built):
+  """Two contrasts (T1ce, FLAIR) + the mask as 1 binary or 3 sub-region channels, through the training entry point."""
+  from fsgan_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
+  from configs import paired  # pylint: disable=g-import-not-at-top
+  builder, data_dir, _ = built
+  c = paired.get_config('cpu')
+  c.data.update(tfds_name='brats', tfds_config=builder.builder_config.name, tfds_split='fewshot_k2_seed0',
+                tfds_data_dir=str(data_dir), channels=2, contrast_names='t1ce,flair')
+  raw = load_split('brats', 'fewshot_k2_seed0', data_dir, config=builder.builder_config.name)
+  for m in (1, 3):
+    c.model.mask_channels = m
+    train.validate_config(c, 8)
+    assert train.channel_names(c) == ['t1ce', 'flair'] + (['mask'] if m == 1 else ['ncr', 'ed', 'et'])
+    x = input_pipeline.load_config_data(c.data, 16, mask_channels=m)
+    assert x.shape == raw['image'].shape[:3] + (2 + m,)
+    np.testing.assert_array_equal(x[..., :2], raw['image'])
+    if m == 1:
+      np.testing.assert_array_equal(x[..., 2] > 0, raw['mask'] > 0)
+    else:
+      for i, label in enumerate((1, 2, 3)):
+        np.testing.assert_array_equal(x[..., 2 + i] > 0, raw['mask'] == label)
+      assert set(np.unique(x[..., 2:])) == {-1.0, 1.0}

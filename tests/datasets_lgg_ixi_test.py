@@ -337,3 +337,25 @@ def test_eval_real_sets_from_tfds(lgg_built):
   assert sets[1].images.shape[1:] == (32, 32, 3) and sets[1].images.dtype == np.uint8
   assert not set(sets[0].groups) & set(sets[1].groups)
   assert 'fewshot_k2_seed0' in sets[0].source and 'heldout' in sets[1].source
+
+
+def test_lgg_rgb_pairs_and_per_contrast_real_sets(lgg_built):
+  """TCGA-LGG pre/FLAIR/post + the binary mask: 4 channels through the training pipeline and the eval real sets."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from fsgan_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  built, _, (dir1, _) = lgg_built
+  config = tiny.get_config()
+  config.model.resolution = 32
+  config.model.mask_channels = 1
+  config.data.update(channels=3, contrast_names='pre,flair,post', tfds_name='lgg_kaggle3m', tfds_config=built.name,
+                     tfds_split='fewshot_k2_seed0', tfds_data_dir=str(dir1), limit=0)
+  assert train.channel_names(config) == ['pre', 'flair', 'post', 'mask']
+  raw = load_split('lgg_kaggle3m', 'fewshot_k2_seed0', dir1, config=built.name)
+  x = input_pipeline.load_config_data(config.data, 32, mask_channels=1)
+  np.testing.assert_array_equal(x[..., :3], raw['image'])
+  np.testing.assert_array_equal(x[..., 3] > 0, raw['mask'] > 0)
+  sets = evaluate.default_real_sets(config)
+  assert [s.images.shape[-1] for s in sets] == [4, 4]  # training and held-out sets both carry their masks
+  np.testing.assert_array_equal(sets[0].images[..., 3] == 255, raw['mask'] > 0)
+  with pytest.raises(input_pipeline.DataError, match='needs data.tfds_name=brats'):
+    input_pipeline.load_config_data(config.data, 32, mask_channels=3)

@@ -252,3 +252,28 @@ def test_init_from_source_copies_matching_leaves(source_workdir):
     np.testing.assert_array_equal(a, b)
   assert 'patch_head' in target.d_params and 'patch_head' not in src.d_params
   assert int(target.step) == 0
+
+
+def test_paired_target_from_image_only_source(source_workdir):
+  """A FLAIR + mask target starts from a FLAIR-only source: contrast slices copied, label channels freshly initialised."""
+  mesh = train.make_mesh()
+  config = _transfer_config('finetune', source_workdir)
+  config.model.mask_channels = 1
+  setup = train.build_setup(config)
+  _, src, _ = source_lib.load_source(config, mesh)
+  fresh = train.create_state(config, setup, mesh)
+  target = source_lib.init_from_source(fresh, src, setup.g_tx, setup.d_tx)
+  out_t, out_s, out_f = (np.asarray(s.g_params['to_big']['kernel']) for s in (target, src, fresh))
+  assert out_t.shape[-1] == 2 and out_s.shape[-1] == 1
+  np.testing.assert_array_equal(out_t[..., :1], out_s)
+  np.testing.assert_array_equal(out_t[..., 1:], out_f[..., 1:])
+  d_in = [k for k in _leaves(target.d_params) if k.ndim == 4 and k.shape[2] == 2]
+  assert d_in  # D's input convs see FLAIR + mask
+  # A source with other label channels than the target's is refused before anything is restored.
+  src_config = train.read_config(source_workdir)
+  src_config.model.mask_channels = 1
+  train.write_config(src_config, source_workdir + '_m')
+  config.transfer.source_workdir = source_workdir + '_m'
+  config.model.mask_channels = 3
+  with pytest.raises(source_lib.SourceError, match=r'mask_channels=3 differs from the source .*mask_channels=1'):
+    source_lib.load_source(config, mesh)

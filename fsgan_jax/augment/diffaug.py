@@ -8,6 +8,10 @@ ships as ``diffaug.py``:
 * translation: integer shifts in ``[-round(H/8), round(H/8)]`` per axis with zero fill;
 * cutout: a zeroed square of ``round(H/2)`` at a random centre (clipped at the border).
 
+Label channels (paired image + mask generation, ``fsgan_jax.masks``): with ``image_channels`` set, the channels
+from that index on are labels in -1 / +1: colour ops skip them, translation and cutout move / cut them exactly like
+the image but fill with -1 (background) where the image gets 0.
+
 Random numbers are drawn up front by :func:`sample_draws` and applied by :func:`apply`, so a test can feed the
 official code's recorded draws and compare outputs exactly.
 """
@@ -76,8 +80,17 @@ def _translate(x: Array, tx: Array, ty: Array, max_x: int, max_y: int) -> Array:
       xp, tx.astype(jnp.int32), ty.astype(jnp.int32))
 
 
-def apply(x: Array, draws: Draws, policy: str) -> Array:
-  """Applies ``policy`` to NHWC ``x`` with the given per-sample draws (see :func:`sample_draws`)."""
+def apply(x: Array, draws: Draws, policy: str, image_channels: int = 0) -> Array:
+  """Applies ``policy`` to NHWC ``x`` with the given per-sample draws (see :func:`sample_draws`).
+
+  ``image_channels > 0``: channels ``image_channels:`` are labels (see the module docstring); 0 = all are image.
+  """
+  if image_channels and image_channels < x.shape[-1]:
+    geometric = tuple(op for op in parse_policy(policy) if op != 'color')
+    image = apply(x[..., :image_channels], draws, policy)
+    # Shifting / cutting (labels + 1) with zero fill = the same geometry with background -1 fill.
+    labels = apply(x[..., image_channels:] + 1.0, draws, ','.join(geometric)) - 1.0
+    return jnp.concatenate([image, labels], axis=-1)
   ops = parse_policy(policy)
   n, h, w, _ = x.shape
   if 'color' in ops:
@@ -100,8 +113,8 @@ def apply(x: Array, draws: Draws, policy: str) -> Array:
   return x
 
 
-def diff_augment(x: Array, key: Array, policy: str) -> Array:
+def diff_augment(x: Array, key: Array, policy: str, image_channels: int = 0) -> Array:
   """Draws and applies ``policy`` in one call; identity when the policy is empty."""
   if not parse_policy(policy):
     return x
-  return apply(x, sample_draws(key, x.shape, policy), policy)
+  return apply(x, sample_draws(key, x.shape, policy), policy, image_channels)

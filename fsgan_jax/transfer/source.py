@@ -9,7 +9,6 @@ EMA, D from the source D; the optimisers start fresh and the step at 0.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 import jax
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fsgan_jax import checkpointing
+from fsgan_jax import checkpointing, fileio
 from fsgan_jax.train_state import TrainState
 
 # Target fields that must equal the source's.
@@ -47,8 +46,8 @@ def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections
   if not workdir:
     raise SourceError(f'config.transfer.method={config.transfer.method!r} needs config.transfer.source_workdir '
                       '(a workdir trained with configs/pretrain_source.py)')
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if not os.path.isdir(workdir):
+  workdir = fileio.abspath(workdir)  # a gs:// URL stays as it is
+  if not fileio.isdir(workdir):
     raise SourceError(f'config.transfer.source_workdir={workdir!r} is not a directory')
   try:
     src_config = train.read_config(workdir)
@@ -59,6 +58,10 @@ def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections
     if a != b:
       raise SourceError(f'config.{field}={b!r} differs from the source workdir {workdir} ({field}={a!r}); '
                         'transfer needs the same architecture')
+  src_m, m = train.mask_channels(src_config), train.mask_channels(config)
+  if src_m not in (0, m):
+    raise SourceError(f'config.model.mask_channels={m} differs from the source workdir {workdir} '
+                      f'(mask_channels={src_m}); a source has the same label channels or none')
   if src_config.get('latent', 'gaussian') != 'gaussian':
     raise SourceError(f'the source workdir {workdir} uses latent={src_config.latent!r}; a source GAN must use the '
                       'plain Gaussian latent')
@@ -76,11 +79,23 @@ def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections
 
 
 def _merge(target: Any, source: Any, where: str) -> Any:
-  """``target`` with every leaf that also exists in ``source`` replaced by the source's (shapes must agree)."""
+  """``target`` with every leaf that also exists in ``source`` replaced by the source's.
+
+  Shapes must agree, except where the target has extra label channels (a paired target, ``model.mask_channels``,
+  from an image-only source): a leaf larger along exactly one axis gets the source in its leading slice (G's
+  output convs and D's decoders: the contrast outputs; D's input convs: the contrast inputs) and keeps its own
+  initialisation for the label channels. Spectral-norm power-iteration vectors follow the same rule (they are only
+  the iteration's starting point).
+  """
   if isinstance(target, dict):
     return {k: (_merge(v, source[k], f'{where}/{k}') if k in source else v) for k, v in target.items()}
-  if tuple(np.shape(target)) != tuple(np.shape(source)):
-    raise SourceError(f'{where}: source shape {np.shape(source)} != target shape {np.shape(target)}')
+  ts, ss = tuple(np.shape(target)), tuple(np.shape(source))
+  if ts != ss:
+    grown = [i for i, (a, b) in enumerate(zip(ts, ss)) if a != b]
+    if len(ts) != len(ss) or len(grown) != 1 or ts[grown[0]] < ss[grown[0]]:
+      raise SourceError(f'{where}: source shape {ss} != target shape {ts}')
+    index = tuple(slice(0, n) for n in ss)
+    return jnp.asarray(target).at[index].set(source)
   return jnp.copy(source)  # own buffers: the train step donates the state, the source stays a constant input
 
 
