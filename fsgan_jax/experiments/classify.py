@@ -53,6 +53,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fsgan_jax import checkpointing, default_config, input_pipeline, train
+from fsgan_jax import masks as masks_lib
 from fsgan_jax.models import classifier as classifier_lib
 from fsgan_jax.models import fastgan
 
@@ -108,8 +109,8 @@ def synthetic_count(n_pos: int, ratio: float) -> int:
 # ------------------------------------------------------------------------------------------------------- validation
 
 
-def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> list[Arm]:
-  """Checks every field the study uses (one-line ConfigError naming it); returns the parsed arms."""
+def validate_grid(config: ml_collections.ConfigDict) -> list[Arm]:
+  """Checks ``arms``, ``ks`` and ``seeds`` (shared with the segmentation study); returns the parsed arms."""
   arms = [parse_arm(a) for a in config.arms]
   if not arms or len({a.name for a in arms}) != len(arms):
     raise ConfigError(f'config.arms={tuple(config.arms)}: need at least one arm and no duplicates')
@@ -120,6 +121,43 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     raise ConfigError(f'config.ks={ks}: need distinct integers >= 1')
   if not seeds or any(not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
     raise ConfigError(f'config.seeds={seeds}: need distinct integers >= 0')
+  return arms
+
+
+def validate_gan(config: ml_collections.ConfigDict, arms: Sequence[Arm], num_devices: int = 1) -> None:
+  """Checks the ``gan`` section (shared with the segmentation study)."""
+  d = config.data
+  if any(a.synthetic for a in arms) and config.gan.workdir is None:
+    if d.resolution not in fastgan.RESOLUTIONS:
+      raise ConfigError(f'config.data.resolution={d.resolution}: the GAN needs one of {fastgan.RESOLUTIONS}')
+    if config.gan.num_steps < 1 or config.gan.batch_size % num_devices:
+      raise ConfigError(f'config.gan.num_steps={config.gan.num_steps} / batch_size={config.gan.batch_size}: need '
+                        f'>= 1 steps and a batch that is a multiple of the number of devices ({num_devices})')
+  if config.gan.train_size < 0:
+    raise ConfigError(f'config.gan.train_size={config.gan.train_size} must be >= 0 (0 = every tumor slice once)')
+  if config.gan.sample_batch < 1:
+    raise ConfigError(f'config.gan.sample_batch={config.gan.sample_batch} must be >= 1')
+
+
+def validate_bootstrap(m: ml_collections.ConfigDict) -> None:
+  """Checks ``metrics.n_boot`` and ``metrics.level`` (shared with the segmentation study)."""
+  if m.n_boot < 10 or not 0 < m.level < 1:
+    raise ConfigError(f'config.metrics.n_boot={m.n_boot} / level={m.level}: need n_boot >= 10, 0 < level < 1')
+
+
+def validate_batches(section: ml_collections.ConfigDict, name: str, num_devices: int) -> None:
+  """``config.<name>.batch_size`` and ``eval_batch_size`` must be positive multiples of the device count (sharding)."""
+  for field in ('batch_size', 'eval_batch_size'):
+    value = getattr(section, field)
+    if value < 1 or value % num_devices:
+      raise ConfigError(f'config.{name}.{field}={value} must be a positive multiple of the number of devices '
+                        f'({num_devices})')
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> list[Arm]:
+  """Checks every field the study uses (one-line ConfigError naming it); returns the parsed arms."""
+  arms = validate_grid(config)
+  ks = tuple(config.ks)
   d = config.data
   if d.negative_patients < max(ks):
     raise ConfigError(f'config.data.negative_patients={d.negative_patients} must be >= max(config.ks)={max(ks)} '
@@ -132,10 +170,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
                       f'config.data.resolution={d.resolution}')
   if not c.widths or min(c.widths) < 1:
     raise ConfigError(f'config.classifier.widths={tuple(c.widths)} must be positive')
-  for name in ('batch_size', 'eval_batch_size'):
-    if getattr(c, name) < 1 or getattr(c, name) % num_devices:
-      raise ConfigError(f'config.classifier.{name}={getattr(c, name)} must be a positive multiple of the number '
-                        f'of devices ({num_devices})')
+  validate_batches(c, 'classifier', num_devices)
   if not 0 < c.pos_fraction < 1 or not 1 <= round(c.batch_size * c.pos_fraction) < c.batch_size:
     raise ConfigError(f'config.classifier.pos_fraction={c.pos_fraction} must leave >= 1 positive and >= 1 '
                       f'negative in a batch of {c.batch_size}')
@@ -149,18 +184,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     raise ConfigError(f'config.metrics.specificity={m.specificity} must be in (0, 1)')
   if m.threshold not in ('youden', 'fixed'):
     raise ConfigError(f"config.metrics.threshold={m.threshold!r}: choose 'youden' or 'fixed'")
-  if m.n_boot < 10 or not 0 < m.level < 1:
-    raise ConfigError(f'config.metrics.n_boot={m.n_boot} / level={m.level}: need n_boot >= 10, 0 < level < 1')
-  if any(a.synthetic for a in arms) and config.gan.workdir is None:
-    if d.resolution not in fastgan.RESOLUTIONS:
-      raise ConfigError(f'config.data.resolution={d.resolution}: the GAN needs one of {fastgan.RESOLUTIONS}')
-    if config.gan.num_steps < 1 or config.gan.batch_size % num_devices:
-      raise ConfigError(f'config.gan.num_steps={config.gan.num_steps} / batch_size={config.gan.batch_size}: need '
-                        f'>= 1 steps and a batch that is a multiple of the number of devices ({num_devices})')
-  if config.gan.train_size < 0:
-    raise ConfigError(f'config.gan.train_size={config.gan.train_size} must be >= 0 (0 = every tumor slice once)')
-  if config.gan.sample_batch < 1:
-    raise ConfigError(f'config.gan.sample_batch={config.gan.sample_batch} must be >= 1')
+  validate_bootstrap(m)
+  validate_gan(config, arms, num_devices)
   return arms
 
 
@@ -169,10 +194,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
 
 @dataclasses.dataclass(frozen=True)
 class SliceTable:
-  """Every slice the study may use, once: images (N, R, R, C) in [-1, 1], patient id and tumor area per slice."""
+  """Every slice the study may use, once: images (N, R, R, C) in [-1, 1], patient id and tumor area per slice, and
+  (``load_table(..., with_masks=True)``, the segmentation study) the uint8 0/1 tumor masks (N, R, R)."""
   images: Optional[np.ndarray]
   subject: np.ndarray
   tumor_area: np.ndarray
+  masks: Optional[np.ndarray] = None
 
 
 def split_names(k: int, seed: int, negative_patients: int) -> dict[str, str]:
@@ -181,12 +208,20 @@ def split_names(k: int, seed: int, negative_patients: int) -> dict[str, str]:
           'val': 'heldout', 'test': 'test'}
 
 
+def built_ks(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The few-shot sizes the dataset is built with: ``ks`` + ``data.negative_patients`` (the classifier study) or
+  + ``data.extra_ks`` (the segmentation study: the classifier's pool, so one build serves both studies)."""
+  d = config.data
+  extra = tuple(d.extra_ks) if 'extra_ks' in d else (d.negative_patients,)
+  return tuple(sorted(set(config.ks) | set(extra)))
+
+
 def dataset_config(config: ml_collections.ConfigDict) -> Any:
   """The builder config the study needs: base config + resolution, slice policy, ks (+ negatives) and seeds."""
   from fsgan_jax.datasets import common  # pylint: disable=g-import-not-at-top  (imports TFDS)
   d = config.data
   module = common.builder_module(d.name)
-  ks = tuple(sorted(set(config.ks) | {d.negative_patients}))
+  ks = built_ks(config)
   try:
     return module.make_config(d.base_config, resolution=d.resolution, slice_policy=d.slice_policy,
                               min_tumor_area=d.min_tumor_area, ks=ks, seeds=tuple(config.seeds))
@@ -219,21 +254,27 @@ def prepare_dataset(config: ml_collections.ConfigDict, workdir: str) -> tuple[pa
       builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
           manual_dir=str(manual), download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
     except (common.DatasetError, ValueError) as e:
-      raise ConfigError(f'config.data ({d.name}, ks {tuple(config.ks)} + negative_patients {d.negative_patients}): '
-                        f'{" ".join(str(e).split())}') from None
+      raise ConfigError(f'config.data ({d.name}, ks {tuple(config.ks)} + negative_patients / extra_ks: '
+                        f'{built_ks(config)}): {" ".join(str(e).split())}') from None
   return data_dir, cfg.name
 
 
-def load_table(config: ml_collections.ConfigDict, data_dir: pathlib.Path,
-               cfg_name: str) -> tuple[SliceTable, dict[str, tuple[str, ...]]]:
-  """Reads every split the grid needs once; returns the deduplicated slice table and split -> patient ids."""
+def load_table(config: ml_collections.ConfigDict, data_dir: pathlib.Path, cfg_name: str,
+               names: Optional[Sequence[str]] = None,
+               with_masks: bool = False) -> tuple[SliceTable, dict[str, tuple[str, ...]]]:
+  """Reads every split the grid needs once; returns the deduplicated slice table and split -> patient ids.
+
+  ``names``: the splits to read (None = those of ``split_names`` for every cell, + heldout and test);
+  ``with_masks``: also keep the ``mask`` feature (the segmentation study).
+  """
   from fsgan_jax.datasets import common  # pylint: disable=g-import-not-at-top
-  names = {'heldout', 'test'}
-  for k in config.ks:
-    for s in config.seeds:
-      names.update({v for r, v in split_names(k, s, config.data.negative_patients).items()})
+  if names is None:
+    names = {'heldout', 'test'}
+    for k in config.ks:
+      for s in config.seeds:
+        names.update({v for r, v in split_names(k, s, config.data.negative_patients).items()})
   seen: dict[tuple[str, str, int], int] = {}
-  images, subject, area = [], [], []
+  images, subject, area, masks = [], [], [], []
   patients: dict[str, tuple[str, ...]] = {}
   for name in sorted(names):
     rows = common.load_split(config.data.name, name, data_dir, cfg_name)
@@ -245,7 +286,10 @@ def load_table(config: ml_collections.ConfigDict, data_dir: pathlib.Path,
         images.append(rows['image'][i])
         subject.append(key[0])
         area.append(int(rows['tumor_area'][i]))
-  return SliceTable(np.stack(images).astype(np.float32), np.asarray(subject), np.asarray(area, np.int64)), patients
+        if with_masks:
+          masks.append(rows['mask'][i])
+  return SliceTable(np.stack(images).astype(np.float32), np.asarray(subject), np.asarray(area, np.int64),
+                    np.stack(masks).astype(np.uint8) if with_masks else None), patients
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,23 +413,34 @@ def gan_training_set(tumor_slices: np.ndarray, size: int, seed: int) -> tuple[np
   return idx, np.bincount(idx, minlength=n)
 
 
-def train_gan(config: ml_collections.ConfigDict, gan_dir: str, tumor_slices: np.ndarray, seed: int) -> float:
+def train_gan(config: ml_collections.ConfigDict, gan_dir: str, tumor_slices: np.ndarray, seed: int,
+              masks: Optional[np.ndarray] = None) -> float:
   """Trains (or resumes / reuses) the cell's FastGAN on exactly ``tumor_slices``; returns the seconds spent.
+
+  With ``masks`` (uint8 0/1, (N, R, R), the segmentation study) the GAN learns image + mask pairs: the masks are
+  written as 0/255 PNGs with the images' file names into ``gan_dir/masks`` and the GAN gets
+  ``model.mask_channels = 1`` (its samples have one more channel, the mask in -1/+1).
 
   Raises:
     Preempted: training stopped early on SIGTERM (checkpoint saved); the grid must not go on with this GAN.
   """
   t0 = time.perf_counter()
-  data_dir = os.path.join(gan_dir, 'data')
+  data_dir, mask_dir = os.path.join(gan_dir, 'data'), os.path.join(gan_dir, 'masks')
   idx, _ = gan_training_set(tumor_slices, config.gan.train_size, seed)
-  if not os.path.isdir(data_dir) or len(os.listdir(data_dir)) != len(idx):
-    os.makedirs(data_dir, exist_ok=True)
-    for f in os.listdir(data_dir):
-      os.remove(os.path.join(data_dir, f))
-    images = input_pipeline.to_uint8(tumor_slices)
-    for i, j in enumerate(idx):
-      input_pipeline.save_png(os.path.join(data_dir, f'{i:05d}_slice{j:04d}.png'), images[j])
+  folders = [(data_dir, input_pipeline.to_uint8(tumor_slices))]
+  if masks is not None:
+    folders.append((mask_dir, (np.asarray(masks) > 0).astype(np.uint8)[..., None] * 255))
+  for folder, pngs in folders:
+    if not os.path.isdir(folder) or len(os.listdir(folder)) != len(idx):
+      os.makedirs(folder, exist_ok=True)
+      for f in os.listdir(folder):
+        os.remove(os.path.join(folder, f))
+      for i, j in enumerate(idx):
+        input_pipeline.save_png(os.path.join(folder, f'{i:05d}_slice{j:04d}.png'), pngs[j])
   gc = gan_config(config, data_dir, seed, tumor_slices.shape[-1])
+  if masks is not None:
+    gc.data.mask_dir = mask_dir
+    gc.model.mask_channels = 1
   manager = checkpointing.make_manager(gan_dir, gc.keep_checkpoints, gc.checkpoint_every)
   if (manager.latest_step() or 0) < gc.num_steps:
     logging.info('training the GAN in %s on %d tumor slices (%d images)', gan_dir, len(tumor_slices), len(idx))
@@ -423,8 +478,11 @@ def synthetic_images(gan_dir: str, num: int, seed: int, batch: int, cache_dir: s
   tmp = cache + '.tmp.npy'
   np.save(tmp, images)
   os.replace(tmp, cache)
+  preview = images[:64]
+  if preview.shape[-1] not in (1, 3):  # image + mask channels (segmentation study): channels side by side
+    preview = masks_lib.side_by_side(preview)
   input_pipeline.save_png(os.path.join(cache_dir, f'synthetic_seed{seed}_grid.png'),
-                          input_pipeline.make_grid(images[:64], ncols=8))
+                          input_pipeline.make_grid(preview, ncols=8))
   return images.astype(np.float32) / 127.5 - 1.0
 
 
@@ -432,8 +490,12 @@ def synthetic_images(gan_dir: str, num: int, seed: int, batch: int, cache_dir: s
 
 
 def augment_batch(key: jax.Array, x: jax.Array, hflip: bool, max_shift: float, max_rotate_deg: float,
-                  brightness: float, contrast: float) -> jax.Array:
-  """Classic per-sample augmentation: horizontal flip, shift + rotation (bilinear, background -1), intensity jitter."""
+                  brightness: float, contrast: float, jitter_channels: Optional[int] = None) -> jax.Array:
+  """Classic per-sample augmentation: horizontal flip, shift + rotation (bilinear, background -1), intensity jitter.
+
+  Every channel gets the same geometric transform; the intensity jitter only the first ``jitter_channels`` (None =
+  all), so a mask carried as a last channel (segmentation study) moves with its image but keeps its values.
+  """
   b, h, w, _ = x.shape
   kf, kr, ks, kb, kc = jax.random.split(key, 5)
   if hflip:
@@ -455,57 +517,76 @@ def augment_batch(key: jax.Array, x: jax.Array, hflip: bool, max_shift: float, m
   x = jax.vmap(warp)(x, theta, shift)
   c = jax.random.uniform(kc, (b, 1, 1, 1), minval=1 - contrast, maxval=1 + contrast)
   d = jax.random.uniform(kb, (b, 1, 1, 1), minval=-brightness, maxval=brightness)
-  return jnp.clip((x + 1.0) * c - 1.0 + d, -1.0, 1.0)
+  n = x.shape[-1] if jitter_channels is None else jitter_channels
+  jittered = jnp.clip((x[..., :n] + 1.0) * c - 1.0 + d, -1.0, 1.0)
+  return jittered if n == x.shape[-1] else jnp.concatenate([jittered, x[..., n:]], axis=-1)
 
 
-class Classifier:
-  """The model, optimizer and jitted data-parallel train / predict functions (compiled once per study)."""
+class DataParallelModel:
+  """A Flax model + optax optimizer with jitted data-parallel steps: parameters replicated, batches sharded over the
+  mesh's ``'data'`` axis (as ``train.py``). Shared by the classifier and the segmenter (``experiments/segment.py``).
+
+  ``step(params, opt_state, x, y, key, augment) -> (params, opt_state, loss)`` is compiled once per ``augment``
+  flag; ``evaluate(params, arrays) -> per-example outputs`` (``arrays``: a tuple of batch-major arrays) once.
+  """
+
+  def __init__(self, mesh: jax.sharding.Mesh, model: Any, tx: optax.GradientTransformation,
+               shape: tuple[int, ...], step: Callable[..., Any], evaluate: Callable[..., Any], eval_batch_size: int):
+    self.mesh, self.model, self.tx, self.shape, self.eval_batch_size = mesh, model, tx, shape, eval_batch_size
+    self.repl, self.data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+    self._steps = {
+        flag: jax.jit(functools.partial(step, augment=flag), in_shardings=(self.repl,) * 2 + (self.data,) * 2 +
+                      (self.repl,), out_shardings=(self.repl,) * 3, donate_argnums=(0, 1))
+        for flag in (False, True)}
+    self._evaluate = jax.jit(evaluate, in_shardings=(self.repl, self.data), out_shardings=self.repl)
+
+  def init(self, seed: int) -> tuple[Any, Any]:
+    """Fresh replicated (params, optimizer state) from ``seed``."""
+    params = self.model.init(jax.random.PRNGKey(seed), jnp.zeros(self.shape))['params']
+    params = jax.device_put(params, self.repl)
+    return params, jax.device_put(self.tx.init(params), self.repl)
+
+  def evaluate(self, params: Any, *arrays: np.ndarray) -> np.ndarray:
+    """``evaluate`` over whole sharded batches of ``eval_batch_size`` (the last one zero-padded, padding dropped)."""
+    b = self.eval_batch_size
+    out = []
+    for start in range(0, len(arrays[0]), b):
+      chunks = tuple(a[start:start + b] for a in arrays)
+      pad = b - len(chunks[0])
+      if pad:
+        chunks = tuple(np.concatenate([c, np.zeros((pad,) + c.shape[1:], c.dtype)]) for c in chunks)
+      out.append(np.asarray(jax.device_get(self._evaluate(params, jax.device_put(chunks, self.data))))[:b - pad])
+    return np.concatenate(out)
+
+
+class Classifier(DataParallelModel):
+  """The ResNet, optimizer and jitted data-parallel train / predict functions (compiled once per study)."""
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, channels: int):
     c = config.classifier
     self.config = config
-    self.mesh = mesh
-    self.model = classifier_lib.ResNetClassifier(tuple(c.widths), c.blocks_per_stage, c.groups, c.stem_stride)
-    self.tx = optax.adamw(c.lr, weight_decay=c.weight_decay)
-    self.repl, self.data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-    self.shape = (1, c.image_size, c.image_size, channels)
+    model = classifier_lib.ResNetClassifier(tuple(c.widths), c.blocks_per_stage, c.groups, c.stem_stride)
+    tx = optax.adamw(c.lr, weight_decay=c.weight_decay)
     a = config.augment
     aug = functools.partial(augment_batch, hflip=a.hflip, max_shift=a.max_shift, max_rotate_deg=a.max_rotate_deg,
                             brightness=a.brightness, contrast=a.contrast)
 
     def loss_fn(params, x, y):
-      return optax.sigmoid_binary_cross_entropy(self.model.apply({'params': params}, x), y).mean()
+      return optax.sigmoid_binary_cross_entropy(model.apply({'params': params}, x), y).mean()
 
     def step(params, opt_state, x, y, key, augment):
       if augment:
         x = aug(key, x)
       loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-      updates, opt_state = self.tx.update(grads, opt_state, params)
+      updates, opt_state = tx.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), opt_state, loss
 
-    self._steps = {
-        flag: jax.jit(functools.partial(step, augment=flag), in_shardings=(self.repl,) * 2 + (self.data,) * 2 +
-                      (self.repl,), out_shardings=(self.repl,) * 3, donate_argnums=(0, 1))
-        for flag in (False, True)}
-    self._predict = jax.jit(lambda params, x: self.model.apply({'params': params}, x),
-                            in_shardings=(self.repl, self.data), out_shardings=self.repl)
-
-  def init(self, seed: int) -> tuple[Any, Any]:
-    params = self.model.init(jax.random.PRNGKey(seed), jnp.zeros(self.shape))['params']
-    params = jax.device_put(params, self.repl)
-    return params, jax.device_put(self.tx.init(params), self.repl)
+    super().__init__(mesh, model, tx, (1, c.image_size, c.image_size, channels), step,
+                     lambda params, arrays: model.apply({'params': params}, arrays[0]), c.eval_batch_size)
 
   def predict(self, params: Any, images: np.ndarray) -> np.ndarray:
     """Logits for ``images`` (padded to whole sharded batches)."""
-    b = self.config.classifier.eval_batch_size
-    out = []
-    for start in range(0, len(images), b):
-      chunk = images[start:start + b]
-      pad = b - len(chunk)
-      if pad:
-        chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-      out.append(np.asarray(jax.device_get(self._predict(params, jax.device_put(chunk, self.data))))[:b - pad])
-    return np.concatenate(out).astype(np.float64)
+    return self.evaluate(params, images).astype(np.float64)
 
   def fit(self, pos: np.ndarray, neg: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, seed: int,
           augment: bool) -> tuple[Any, dict[str, Any]]:
@@ -635,15 +716,31 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def _read_cell(path: str, fp: str) -> Optional[dict[str, Any]]:
+def _read_cell(path: str, fp: str, fields: str = 'data/classifier/augment/gan') -> Optional[dict[str, Any]]:
+  """A finished cell's JSON, None if absent; ConfigError if it was computed under another fingerprint."""
   if not os.path.exists(path):
     return None
   with open(path) as f:
     cell = json.load(f)
   if cell.get('fingerprint') != fp:
-    raise ConfigError(f'{path} was computed with a different config (data/classifier/augment/gan fields); use a new '
+    raise ConfigError(f'{path} was computed with a different config ({fields} fields); use a new '
                       '--workdir or the original config')
   return cell
+
+
+def record_invocation(workdir: str, run_info: dict[str, Any]) -> list[dict[str, Any]]:
+  """Appends this invocation's wall time and cell count to ``workdir/invocations.json``; returns all of them, so a
+  resumed grid still reports what the first run took."""
+  log_path = os.path.join(workdir, 'invocations.json')
+  invocations = []
+  if os.path.exists(log_path):
+    with open(log_path) as f:
+      invocations = json.load(f)
+  invocations.append({'finished_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                      'wall_seconds': run_info['wall_seconds_this_invocation'],
+                      'cells_computed': run_info['cells_computed_now'], 'devices': run_info['devices']})
+  _write_json(log_path, invocations)
+  return invocations
 
 
 def _run_group(config: ml_collections.ConfigDict, workdir: str, arms: list[Arm], group: list[Arm], k: int,
@@ -715,25 +812,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           computed += _run_group(config, workdir, arms, group, k, seed, table, small, patients, model, fp)
   cells = {(a.name, k, s): _read_cell(os.path.join(cells_dir, cell_name(a.name, k, s) + '.json'), fp)
            for a in arms for k in config.ks for s in config.seeds}
-  summary = summarize(cells, config)
+  return finish_run(summarize(cells, config), config, workdir, computed, time.perf_counter() - t_start, cells)
+
+
+def finish_run(summary: dict[str, Any], config: ml_collections.ConfigDict, workdir: str, computed: int,
+               wall_seconds: float, cells: dict[Any, dict[str, Any]],
+               render: Optional[Callable[[dict[str, Any]], str]] = None, metrics: Sequence[str] = METRICS,
+               titles: Optional[dict[str, str]] = None) -> dict[str, Any]:
+  """Adds the run record and the config to ``summary``, logs the invocation and writes the results (process 0);
+  shared with the segmentation study (``render`` / ``metrics`` / ``titles``: see :func:`write_results`)."""
   summary['run'] = {'workdir': workdir, 'variant': config.get('variant', ''), 'devices': str(jax.devices()[0].platform)
                     + f' x{jax.device_count()}', 'cells_computed_now': computed,
-                    'wall_seconds_this_invocation': time.perf_counter() - t_start,
+                    'wall_seconds_this_invocation': wall_seconds,
                     'cell_seconds_total': sum(c['seconds'] for c in cells.values())}
   summary['config'] = json.loads(config.to_json())
   if jax.process_index() == 0:
-    # Every invocation's wall time and cell count, so a resumed grid still reports what the first run took.
-    log_path = os.path.join(workdir, 'invocations.json')
-    invocations = []
-    if os.path.exists(log_path):
-      with open(log_path) as f:
-        invocations = json.load(f)
-    invocations.append({'finished_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-                        'wall_seconds': summary['run']['wall_seconds_this_invocation'], 'cells_computed': computed,
-                        'devices': summary['run']['devices']})
-    _write_json(log_path, invocations)
-    summary['run']['invocations'] = invocations
-    write_results(summary, config.results_prefix)
+    summary['run']['invocations'] = record_invocation(workdir, summary['run'])
+    write_results(summary, config.results_prefix, render, metrics, titles)
   return summary
 
 
@@ -787,23 +882,7 @@ def summarize(cells: dict[tuple[str, int, int], dict[str, Any]], config: ml_coll
     return np.nanmean(per_seed[:, :, seed_idx], axis=2)  # (arm, k, metric)
 
   boot = bootstrap(stat, (len(names), len(seeds)), mcfg.n_boot, seed=0)  # (B, arm, k, metric)
-  lo, hi = percentile_ci(boot, mcfg.level)
-  ref = arms.index('real') if 'real' in arms else 0
-  dlo, dhi = percentile_ci(boot - boot[:, ref:ref + 1], mcfg.level)
-  mean = point.mean(axis=2)
-  table: dict[str, Any] = {}
-  paired: dict[str, Any] = {}
-  for i, a in enumerate(arms):
-    for j, k in enumerate(ks):
-      for m, n in enumerate(METRICS):
-        table.setdefault(a, {}).setdefault(str(k), {})[n] = {
-            'mean': float(mean[i, j, m]), 'lo': float(lo[i, j, m]), 'hi': float(hi[i, j, m]),
-            'per_seed': point[i, j, :, m].tolist()}
-        if i != ref:
-          diffs = point[i, j, :, m] - point[ref, j, :, m]
-          paired.setdefault(a, {}).setdefault(str(k), {})[n] = {
-              'mean_diff': float(diffs.mean()), 'lo': float(dlo[i, j, m]), 'hi': float(dhi[i, j, m]),
-              **sign_test(diffs)}
+  table, paired = tabulate(point, boot, arms, ks, METRICS, mcfg.level)
   return {'metrics': table, 'paired_vs_real': paired, 'arms': arms, 'ks': ks, 'seeds': seeds,
           'n_test_patients': len(names), 'n_test_slices': int(len(test_patients)),
           'n_test_pos': int(np.sum(first['test']['labels'])),
@@ -815,13 +894,47 @@ def summarize(cells: dict[tuple[str, int, int], dict[str, Any]], config: ml_coll
                            for k in ks for s in seeds}}
 
 
+def tabulate(point: np.ndarray, boot: np.ndarray, arms: Sequence[str], ks: Sequence[int], metrics: Sequence[str],
+             level: float) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Per-arm tables and paired differences against ``real`` (shared with the segmentation study).
+
+  Args:
+    point: per-seed values (arm, k, seed, metric). boot: bootstrap replicates of the seed mean (B, arm, k, metric),
+      the same resample for all arms (so differences are paired). arms, ks, metrics: the axes' labels.
+    level: confidence level of the percentile intervals.
+
+  Returns:
+    (``table[arm][str(k)][metric]`` = mean over seeds, CI, per-seed values; ``paired[arm][str(k)][metric]`` = mean
+    difference to ``real`` with its CI, wins / ties / losses over seeds and the sign-test p), arm ``real`` (or the
+    first arm) being the reference.
+  """
+  lo, hi = percentile_ci(boot, level)
+  ref = list(arms).index('real') if 'real' in arms else 0
+  dlo, dhi = percentile_ci(boot - boot[:, ref:ref + 1], level)
+  mean = point.mean(axis=2)
+  table: dict[str, Any] = {}
+  paired: dict[str, Any] = {}
+  for i, a in enumerate(arms):
+    for j, k in enumerate(ks):
+      for m, n in enumerate(metrics):
+        table.setdefault(a, {}).setdefault(str(k), {})[n] = {
+            'mean': float(mean[i, j, m]), 'lo': float(lo[i, j, m]), 'hi': float(hi[i, j, m]),
+            'per_seed': point[i, j, :, m].tolist()}
+        if i != ref:
+          diffs = point[i, j, :, m] - point[ref, j, :, m]
+          paired.setdefault(a, {}).setdefault(str(k), {})[n] = {
+              'mean_diff': float(diffs.mean()), 'lo': float(dlo[i, j, m]), 'hi': float(dhi[i, j, m]),
+              **sign_test(diffs)}
+  return table, paired
+
+
 # ---------------------------------------------------------------------------------------------------------- outputs
 
 
 def markdown(summary: dict[str, Any]) -> str:
   """The results table: arm x k, mean [95% CI] per metric, then paired differences against ``real``."""
   level = int(round(100 * summary['level']))
-  ks, run_info = summary['ks'], summary.get('run', {})
+  run_info = summary.get('run', {})
   lines = ['# Downstream tumor classifier: real vs real + synthetic slices', '',
            f'Variant `{run_info.get("variant", "")}` on {run_info.get("devices", "?")}; '
            f'{len(summary["seeds"])} seeds per cell; test = {summary["n_test_patients"]} patients '
@@ -832,20 +945,39 @@ def markdown(summary: dict[str, Any]) -> str:
            f'{"validation Youden" if summary["threshold"] == "youden" else "0.5"} threshold.', '']
   cfg = summary.get('config')
   if cfg:
-    g, c = cfg['gan'], cfg['classifier']
-    lines += [f'Settings: FastGAN {cfg["data"]["resolution"]} px, ngf {g["ngf"]}, ndf {g["ndf"]}, nz {g["nz"]}, '
-              f'batch {g["batch_size"]}, {g["num_steps"]} steps'
-              f'{" (given generator: " + str(g["workdir"]) + ")" if g.get("workdir") else ""}; classifier '
+    c = cfg['classifier']
+    lines += [f'Settings: {gan_settings(cfg)}; classifier '
               f'{c["image_size"]} px, widths {tuple(c["widths"])}, {c["num_steps"]} steps, batch {c["batch_size"]}; '
               f'negatives from {cfg["data"]["negative_patients"]} patients.', '']
-  if run_info:
-    calls = '; '.join(f'{i["wall_seconds"] / 60:.1f} min wall, {i["cells_computed"]} cells ({i["finished_utc"]})'
-                      for i in run_info.get('invocations', []))
-    lines += [f'Compute: {run_info["cell_seconds_total"] / 60:.1f} min summed over cells (GAN training and sampling '
-              f'included). Invocations of the grid command (data loading and results included): {calls}.', '']
-  lines += verdicts(summary) + ['']
-  for n in METRICS:
-    lines += [f'### {METRIC_TITLES[n]}', '', '| arm | ' + ' | '.join(f'k={k}' for k in ks) + ' |',
+  lines += compute_lines(run_info) + verdicts(summary) + ['']
+  return '\n'.join(lines + result_tables(summary, METRICS, METRIC_TITLES))
+
+
+def gan_settings(cfg: dict[str, Any]) -> str:
+  """The GAN part of a results file's settings line, from the saved config dict."""
+  g = cfg['gan']
+  return (f'FastGAN {cfg["data"]["resolution"]} px, ngf {g["ngf"]}, ndf {g["ndf"]}, nz {g["nz"]}, '
+          f'batch {g["batch_size"]}, {g["num_steps"]} steps'
+          f'{" (given generator: " + str(g["workdir"]) + ")" if g.get("workdir") else ""}')
+
+
+def compute_lines(run_info: dict[str, Any]) -> list[str]:
+  """The compute paragraph of a results file: summed cell time and every invocation's wall time."""
+  if not run_info:
+    return []
+  calls = '; '.join(f'{i["wall_seconds"] / 60:.1f} min wall, {i["cells_computed"]} cells ({i["finished_utc"]})'
+                    for i in run_info.get('invocations', []))
+  return [f'Compute: {run_info["cell_seconds_total"] / 60:.1f} min summed over cells (GAN training and sampling '
+          f'included). Invocations of the grid command (data loading and results included): {calls}.', '']
+
+
+def result_tables(summary: dict[str, Any], metrics: Sequence[str], titles: dict[str, str]) -> list[str]:
+  """Markdown lines: per metric an arm x k table of mean [CI], then the paired differences against ``real``
+  (shared with the segmentation study; ``summary`` has ``metrics``, ``paired_vs_real``, ``arms``, ``ks``, ``level``)."""
+  level = int(round(100 * summary['level']))
+  ks, lines = summary['ks'], []
+  for n in metrics:
+    lines += [f'### {titles[n]}', '', '| arm | ' + ' | '.join(f'k={k}' for k in ks) + ' |',
               '|---|' + '---|' * len(ks)]
     for a in summary['arms']:
       row = summary['metrics'][a]
@@ -855,8 +987,8 @@ def markdown(summary: dict[str, Any]) -> str:
   if summary['paired_vs_real']:
     lines += ['### Paired difference vs `real` (same seeds and test resamples)', '',
               f'mean difference [{level}% CI] (wins/ties/losses over seeds, exact sign-test p)', '']
-    for n in METRICS:
-      lines += [f'**{METRIC_TITLES[n]}**', '', '| arm | ' + ' | '.join(f'k={k}' for k in ks) + ' |',
+    for n in metrics:
+      lines += [f'**{titles[n]}**', '', '| arm | ' + ' | '.join(f'k={k}' for k in ks) + ' |',
                 '|---|' + '---|' * len(ks)]
       for a, row in summary['paired_vs_real'].items():
         lines.append(f'| {a} | ' + ' | '.join(
@@ -864,21 +996,23 @@ def markdown(summary: dict[str, Any]) -> str:
             f'({row[str(k)][n]["wins"]}/{row[str(k)][n]["ties"]}/{row[str(k)][n]["losses"]}, '
             f'p={row[str(k)][n]["p_sign"]:.2f})' for k in ks) + ' |')
       lines.append('')
-  return '\n'.join(lines)
+  return lines
 
 
-def verdicts(summary: dict[str, Any]) -> list[str]:
+def verdicts(summary: dict[str, Any], metrics: Sequence[str] = ('auroc', 'balanced_accuracy'),
+             titles: Optional[dict[str, str]] = None) -> list[str]:
   """One line per metric and arm: at which k the paired CI against ``real`` is above 0, below 0, or includes 0."""
+  titles = titles or METRIC_TITLES
   out = ['Paired verdicts against `real` (95% CI of the mean difference above 0 = higher, below 0 = lower, else '
          'not resolved):', '']
-  for n in ('auroc', 'balanced_accuracy'):
+  for n in metrics:
     for a, row in summary['paired_vs_real'].items():
       groups: dict[str, list[str]] = {}
       for k in summary['ks']:
         d = row[str(k)][n]
         word = 'higher' if d['lo'] > 0 else 'lower' if d['hi'] < 0 else 'not resolved'
         groups.setdefault(word, []).append(str(k))
-      out.append(f'- {METRIC_TITLES[n]}, {a}: ' + '; '.join(f'{w} at k={",".join(ks)}' for w, ks in groups.items()))
+      out.append(f'- {titles[n]}, {a}: ' + '; '.join(f'{w} at k={",".join(ks)}' for w, ks in groups.items()))
   return out
 
 
@@ -886,16 +1020,18 @@ _COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
-def plot(summary: dict[str, Any], path: str) -> None:
-  """One panel per metric: mean vs k (categorical axis) per arm with CI bars, drawn with Pillow."""
+def plot(summary: dict[str, Any], path: str, metrics: Sequence[str] = METRICS,
+         titles: Optional[dict[str, str]] = None) -> None:
+  """One panel per metric (values in [0, 1]): mean vs k (categorical axis) per arm with CI bars, drawn with Pillow."""
   from PIL import Image, ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+  titles = titles or METRIC_TITLES
   arms, ks = summary['arms'], summary['ks']
   pw, ph, ml, mt, mb = 360, 300, 50, 30, 40
-  width, height = pw * len(METRICS) + 20, ph + 40 + 18 * ((len(arms) + 2) // 3)
+  width, height = max(pw * len(metrics) + 20, 760), ph + 40 + 18 * ((len(arms) + 2) // 3)
   img = Image.new('RGB', (width, height), 'white')
   draw = ImageDraw.Draw(img)
   font = ImageFont.load_default()
-  for p, n in enumerate(METRICS):
+  for p, n in enumerate(metrics):
     x0 = 10 + p * pw
     vals = [summary['metrics'][a][str(k)][n][f] for a in arms for k in ks for f in ('lo', 'hi')]
     vals = [v for v in vals if np.isfinite(v)] or [0.0, 1.0]
@@ -917,7 +1053,7 @@ def plot(summary: dict[str, Any], path: str) -> None:
     for k, x in xs.items():
       draw.line([x, bottom, x, bottom + 4], fill='black')
       draw.text((x - 12, bottom + 8), f'k={k}', fill='black', font=font)
-    title = METRIC_TITLES[n] + (f' @ {summary["specificity"]:.0%} spec.' if n == 'sens_at_spec' else '')
+    title = titles[n] + (f' @ {summary["specificity"]:.0%} spec.' if n == 'sens_at_spec' else '')
     draw.text((left, 10), title, fill='black', font=font)
     for i, a in enumerate(arms):
       color = _COLORS[i % len(_COLORS)]
@@ -946,15 +1082,17 @@ def plot(summary: dict[str, Any], path: str) -> None:
   img.save(path)
 
 
-def write_results(summary: dict[str, Any], prefix: str) -> None:
-  """``<prefix>.json`` (everything), ``<prefix>.md`` (tables) and ``<prefix>.png`` (plot)."""
+def write_results(summary: dict[str, Any], prefix: str, render: Optional[Callable[[dict[str, Any]], str]] = None,
+                  metrics: Sequence[str] = METRICS, titles: Optional[dict[str, str]] = None) -> None:
+  """``<prefix>.json`` (everything), ``<prefix>.md`` (tables, by ``render``, default :func:`markdown`) and
+  ``<prefix>.png`` (plot of ``metrics``); the segmentation study passes its own renderer and metrics."""
   folder = os.path.dirname(os.path.abspath(prefix))
   os.makedirs(folder, exist_ok=True)
   _write_json(prefix + '.json', summary)
   with open(prefix + '.md.tmp', 'w') as f:
-    f.write(markdown(summary) + '\n')
+    f.write((render or markdown)(summary) + '\n')
   os.replace(prefix + '.md.tmp', prefix + '.md')
-  plot(summary, prefix + '.png')
+  plot(summary, prefix + '.png', metrics, titles)
 
 
 # -------------------------------------------------------------------------------------------------------------- CLI
@@ -962,17 +1100,26 @@ def write_results(summary: dict[str, Any], prefix: str) -> None:
 FLAGS = flags.FLAGS
 
 
+def setup_cli(workdir: str) -> None:
+  """CLI set-up shared with the segmentation study: quiet orbax logs, a compilation cache in ``workdir`` (the GANs
+  of all cells share their compilations) unless ``JAX_COMPILATION_CACHE_DIR`` names one."""
+  logging.get_absl_handler().addFilter(
+      lambda r: '/orbax/' not in r.pathname or r.levelno >= logging.converter.STANDARD_WARNING)
+  if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir), 'xla_cache'))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
+CLI_ERRORS = (ConfigError, train.ConfigError, ValueError, FileNotFoundError, FloatingPointError, Preempted)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(
-      lambda r: '/orbax/' not in r.pathname or r.levelno >= logging.converter.STANDARD_WARNING)
-  if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):  # the GANs of all cells share their compilations
-    jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(FLAGS.workdir), 'xla_cache'))
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  setup_cli(FLAGS.workdir)
   try:
     summary = run(FLAGS.config, FLAGS.workdir)
-  except (ConfigError, train.ConfigError, ValueError, FileNotFoundError, FloatingPointError, Preempted) as e:
+  except CLI_ERRORS as e:
     raise SystemExit(f'error: {" ".join(str(e).split())}') from None
   r = summary['run']
   print(f'{r["cells_computed_now"]} cells computed in {r["wall_seconds_this_invocation"] / 60:.1f} min; wrote '
