@@ -192,3 +192,13 @@ def test_per_contrast_views():
   assert evaluate.feature_views(1) == ((0,), ())
   assert evaluate.feature_views(3) == ((0, 1, 2), ((0,), (1,), (2,)))
   assert evaluate.feature_views(2, 1) == ((0,), ((0,), (1,)))
+
+
+def test_discriminator_sees_hard_labels_with_straight_through_gradient():
+  x = jnp.asarray(_square_pair(2)) * 0.3  # soft labels
+  hard = steps.hard_labels(x, 1)
+  np.testing.assert_array_equal(hard[..., 0], x[..., 0])
+  assert set(np.unique(np.asarray(hard[..., 1]))) == {-1.0, 1.0}
+  grad = jax.grad(lambda v: jnp.sum(steps.hard_labels(v, 1) * 2.0))(x)
+  np.testing.assert_array_equal(grad, 2.0 * np.ones_like(x))  # identity backward on every channel
+  assert steps.hard_labels(x[..., :1], 1) is not None and steps.hard_labels(x, 0) is x
