@@ -39,17 +39,7 @@ def get_config(variant: Optional[str] = None):
   c.model.mask_channels = 1
   c.data.contrast_names = 'flair'
   c.eval.metrics = ('fid', 'kid', 'diversity', 'memorization', 'mask_stats', 'label_consistency')
-  if variant == 'cpu':
-    c.model.resolution = 128
-    c.model.ngf = 16
-    c.model.ndf = 16
-    c.model.decoder_width = 8
-    c.recon_loss = 'mse'
-    c.ema_decay = 0.99
-    c.num_steps = 900
-    c.log_every = 50
-    c.sample_every = 100
-    c.checkpoint_every = 100
-    c.eval.every = 0
+  if variant == 'cpu':  # the demo budget of configs/demo.py
+    default_config.shrink_for_cpu(c, num_steps=900)
     c.eval.num_samples = 500
   return c
