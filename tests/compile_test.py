@@ -87,3 +87,25 @@ def test_jitted_train_step_cache_size():
         sampler(state.ema_params, state.g_stats, z, key).block_until_ready()
   assert int(state.step) == 5
   assert counts[(_TRACE, 'train_step')] == 1 and counts[(_COMPILE, 'jit(train_step)')] == 1, dict(counts)
+
+
+def test_checkpoint_save_does_not_compile_per_replica_slices(tmp_path):
+  """Saving the replicated state compiles (almost) nothing: no ``jit(slice)`` per array, replica and device.
+
+  Orbax's default replica-parallel saving compiled ~300 slices (40 s on 2 CPU cores) for the first save of this
+  tiny state on 8 devices; ``checkpointing`` keeps replica-parallel saving for large arrays only.
+  """
+  from fsgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  state = train.create_state(config, train.build_setup(config), train.make_mesh())
+  manager = checkpointing.make_manager(str(tmp_path), 1, 1)
+  with _count_compiles() as counts:
+    assert checkpointing.save(manager, 1, state, force=True)
+    manager.wait_until_finished()
+  compiles = {name: n for (event, name), n in counts.items() if event == _COMPILE}
+  assert 'jit(slice)' not in compiles, compiles
+  assert sum(compiles.values()) <= 8, compiles
+  restored, step = checkpointing.restore(manager, state)
+  assert step == 1
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
