@@ -92,10 +92,8 @@ def _run_pair(tmp_path, workdir: str) -> list[str]:
   return texts
 
 
-@pytest.mark.skipif(not os.environ.get('FSGAN_JAX_MULTIPROCESS'),
-                    reason='slow (3-6 min on 2 CPU cores: both processes compile the train step); set '
-                    'FSGAN_JAX_MULTIPROCESS=1 to run')
 def test_two_processes_train_like_one(tmp_path):
+  """The slowest test of the suite (~2-3 min on 2 CPU cores: each process compiles the train step itself)."""
   if not _gloo_available():
     pytest.skip('this jaxlib has no Gloo CPU collectives (jax_cpu_collectives_implementation=gloo)')
   for attempt in range(2):  # once more if one process fell > 30 s behind the other (a busy machine)
