@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
-def _groups(channels: int, groups: int) -> int:
+def group_count(channels: int, groups: int) -> int:
   """The largest divisor of ``channels`` that is <= ``groups`` (GroupNorm needs channels % groups == 0)."""
   g = max(1, min(groups, channels))
   while channels % g:
@@ -33,12 +33,12 @@ class ResidualBlock(nn.Module):
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     conv = lambda f, k, s, name: nn.Conv(f, (k, k), (s, s), padding='SAME', use_bias=False, dtype=self.dtype,
                                          name=name)
-    y = nn.relu(nn.GroupNorm(_groups(x.shape[-1], self.groups), dtype=self.dtype, name='norm1')(x))
+    y = nn.relu(nn.GroupNorm(group_count(x.shape[-1], self.groups), dtype=self.dtype, name='norm1')(x))
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.features:
       shortcut = conv(self.features, 1, self.stride, 'proj')(y)
     y = conv(self.features, 3, self.stride, 'conv1')(y)
-    y = nn.relu(nn.GroupNorm(_groups(self.features, self.groups), dtype=self.dtype, name='norm2')(y))
+    y = nn.relu(nn.GroupNorm(group_count(self.features, self.groups), dtype=self.dtype, name='norm2')(y))
     y = conv(self.features, 3, 1, 'conv2')(y)
     return shortcut + y
 
@@ -69,6 +69,6 @@ class ResNetClassifier(nn.Module):
       for j in range(self.blocks_per_stage):
         stride = 2 if i > 0 and j == 0 else 1
         x = ResidualBlock(width, stride, self.groups, self.dtype, name=f'stage{i}_block{j}')(x)
-    x = nn.relu(nn.GroupNorm(_groups(x.shape[-1], self.groups), dtype=self.dtype, name='norm_out')(x))
+    x = nn.relu(nn.GroupNorm(group_count(x.shape[-1], self.groups), dtype=self.dtype, name='norm_out')(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(1, dtype=self.dtype, name='logit')(x)[:, 0].astype(jnp.float32)

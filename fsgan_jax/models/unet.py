@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fsgan_jax.models.classifier import _groups
+from fsgan_jax.models.classifier import group_count
 
 
 class ConvBlock(nn.Module):
@@ -52,7 +52,7 @@ class ConvBlock(nn.Module):
     act = {'relu': nn.relu, 'silu': nn.silu}[self.activation]
     for i in range(2):
       x = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype, name=f'conv{i}')(x)
-      x = act(nn.GroupNorm(_groups(self.features, self.groups), dtype=self.dtype, name=f'norm{i}')(x))
+      x = act(nn.GroupNorm(group_count(self.features, self.groups), dtype=self.dtype, name=f'norm{i}')(x))
     return x
 
 
