@@ -31,7 +31,7 @@ from jax import monitoring
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import tiny
-from fsgan_jax import input_pipeline, train
+from fsgan_jax import checkpointing, input_pipeline, train
 
 _TRACE = '/jax/core/compile/jaxpr_trace_duration'
 _COMPILE = '/jax/core/compile/backend_compile_duration'
@@ -95,7 +95,6 @@ def test_checkpoint_save_does_not_compile_per_replica_slices(tmp_path):
   Orbax's default replica-parallel saving compiled ~300 slices (40 s on 2 CPU cores) for the first save of this
   tiny state on 8 devices; ``checkpointing`` keeps replica-parallel saving for large arrays only.
   """
-  from fsgan_jax import checkpointing  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   state = train.create_state(config, train.build_setup(config), train.make_mesh())
   manager = checkpointing.make_manager(str(tmp_path), 1, 1)
