@@ -53,7 +53,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fsgan_jax import fileio, input_pipeline
+from fsgan_jax import compiler, fileio, input_pipeline
 from fsgan_jax.evaluators import fid as fid_lib
 from fsgan_jax.evaluators import inception
 from fsgan_jax.evaluators import kid as kid_lib
@@ -215,7 +215,7 @@ def _features_fn(resize: str, mesh: Mesh):
   """One jitted feature function per (resize, mesh), shared by all evaluators (compiled once per shape)."""
   return jax.jit(functools.partial(_inception_features, resize),
                  in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))),
-                 out_shardings=NamedSharding(mesh, P()), compiler_options=inception.compiler_options())
+                 out_shardings=NamedSharding(mesh, P()), compiler_options=compiler.options())
 
 
 def feature_views(channels: int, mask_channels: int = 0) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
@@ -250,7 +250,7 @@ def _generate_fn(generator: Any, sample_bn: str, resize: str, mesh: Mesh, channe
 
   repl = NamedSharding(mesh, P())
   return jax.jit(generate, in_shardings=(repl, repl, repl, NamedSharding(mesh, P('data')), repl),
-                 out_shardings=(repl, repl, repl), compiler_options=inception.compiler_options())
+                 out_shardings=(repl, repl, repl), compiler_options=compiler.options())
 
 
 class Evaluator:

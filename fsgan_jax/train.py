@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fsgan_jax import checkpointing, fileio, input_pipeline, losses, masks, steps, train_state
+from fsgan_jax import checkpointing, compiler, fileio, input_pipeline, losses, masks, steps, train_state
 from fsgan_jax.augment import diffaug
 from fsgan_jax.models import fastgan
 
@@ -259,7 +259,8 @@ def make_consts(config: ml_collections.ConfigDict, setup: steps.GanSetup, mesh: 
     d_vars = {'params': source.d_params, 'batch_stats': source.d_stats}
     fisher_fn = jax.jit(functools.partial(ewc.fisher_information, setup.generator.clone(latent='gaussian'),
                                           setup.discriminator.clone(patch_head=False),
-                                          batches=t.ewc_fisher_batches, batch=config.batch_size))
+                                          batches=t.ewc_fisher_batches, batch=config.batch_size),
+                        compiler_options=compiler.options())
     consts['source_params'] = source.g_params
     consts['fisher'] = fisher_fn(g_vars, d_vars, key)
   return jax.device_put(consts, NamedSharding(mesh, P()))
@@ -284,7 +285,8 @@ def make_train_step(config: ml_collections.ConfigDict, setup: steps.GanSetup, me
   repl = NamedSharding(mesh, P())
   fn = functools.partial(steps.train_step, setup, batch=config.batch_size, flip=config.data.flip,
                          batch_sharding=NamedSharding(mesh, P('data')), return_grads=return_grads)
-  return jax.jit(fn, in_shardings=(repl, repl, repl), out_shardings=(repl, repl), donate_argnums=(0,))
+  return jax.jit(fn, in_shardings=(repl, repl, repl), out_shardings=(repl, repl), donate_argnums=(0,),
+                 compiler_options=compiler.options())
 
 
 def generate(generator: fastgan.Generator, sample_bn: str, params, stats, z: jax.Array, key: jax.Array) -> jax.Array:
@@ -303,7 +305,7 @@ def generate(generator: fastgan.Generator, sample_bn: str, params, stats, z: jax
 
 def make_sampler(setup: steps.GanSetup, sample_bn: str = 'batch'):
   """Jitted ``(ema_params, g_stats, z, noise_key) -> images`` at G's resolution, in [-1, 1] (clipped)."""
-  return jax.jit(functools.partial(generate, setup.generator, sample_bn))
+  return jax.jit(functools.partial(generate, setup.generator, sample_bn), compiler_options=compiler.options())
 
 
 # Fields that change what a checkpoint holds or how it was produced: a workdir never continues with other values.

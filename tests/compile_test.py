@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import re
 from typing import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import monitoring
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import tiny
-from fsgan_jax import checkpointing, input_pipeline, train
+from fsgan_jax import checkpointing, compiler, input_pipeline, train
 
 _TRACE = '/jax/core/compile/jaxpr_trace_duration'
 _COMPILE = '/jax/core/compile/backend_compile_duration'
@@ -87,6 +89,33 @@ def test_jitted_train_step_cache_size():
         sampler(state.ema_params, state.g_stats, z, key).block_until_ready()
   assert int(state.step) == 5
   assert counts[(_TRACE, 'train_step')] == 1 and counts[(_COMPILE, 'jit(train_step)')] == 1, dict(counts)
+  # On CPU both programs run their convolutions on XLA's Eigen kernels, not in YNNPACK fusions (compiler.options()):
+  # with XLA's defaults 65 of this step's 258 convolutions were in YNNPACK fusions, with the options 5 of 236 (a few
+  # tiny batch-1 convolutions still go to YNNPACK's dot path).
+  for fn, args in ((train_step, (state, images, consts)), (sampler, (state.ema_params, state.g_stats, z, key))):
+    convs, in_ynn = _convolutions(fn.lower(*args).compile().as_text())
+    assert convs > 0 and 10 * in_ynn < convs, (fn, convs, in_ynn)
+
+
+def _convolutions(hlo: str) -> tuple[int, int]:
+  """(convolutions in an optimized HLO module, those inside computations called by a YNNPACK fusion)."""
+  computations: dict[str, list[str]] = {}
+  name = None
+  for line in hlo.splitlines():
+    m = re.match(r'^(?:ENTRY )?%?([\w.\-]+) ', line)
+    if m and line.rstrip().endswith('{'):
+      name = m.group(1)
+      computations[name] = []
+    elif name is not None:
+      computations[name].append(line)
+  ynn = set()
+  for lines in computations.values():
+    for line in lines:
+      if '__ynn_fusion' in line:
+        ynn.update(re.findall(r'calls=%?([\w.\-]+)', line))
+  convs = sum(' convolution(' in line for lines in computations.values() for line in lines)
+  in_ynn = sum(' convolution(' in line for c in ynn for line in computations.get(c, []))
+  return convs, in_ynn
 
 
 def test_checkpoint_save_does_not_compile_per_replica_slices(tmp_path):
@@ -108,3 +137,20 @@ def test_checkpoint_save_does_not_compile_per_replica_slices(tmp_path):
   assert step == 1
   for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_compiler_options_move_convolutions_out_of_ynnpack():
+  """The premise of ``compiler.options()``: XLA:CPU's default puts this weight-gradient convolution into a YNNPACK
+  fusion, the package's options leave it to Eigen and keep the result (to float32 rounding)."""
+  def weight_grad(x, w):
+    conv = lambda w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jax.grad(lambda w: jnp.sum(conv(w) ** 2))(w)
+  x = jax.random.normal(jax.random.PRNGKey(0), (8, 32, 32, 64))
+  w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 64, 64)) * 0.05
+  default = jax.jit(weight_grad).lower(x, w).compile()
+  ours = jax.jit(weight_grad, compiler_options=compiler.options()).lower(x, w).compile()
+  assert compiler.options() == compiler.CPU_OPTIONS  # tests run on the CPU backend
+  assert _convolutions(default.as_text())[1] > 0  # if XLA stops using YNNPACK for convolutions, revisit the option
+  assert _convolutions(ours.as_text()) == (2, 0)
+  expected = np.asarray(default(x, w))
+  np.testing.assert_allclose(np.asarray(ours(x, w)), expected, rtol=0, atol=1e-5 * np.abs(expected).max())

@@ -76,6 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fsgan_jax import compiler
 from fsgan_jax.evaluators import torchscript
 
 __all__ = [
@@ -307,10 +308,9 @@ class FIDInceptionV3(nn.Module):
 # XLA:CPU (jaxlib 0.10) lowers convolutions to YNNPACK fusions by default; for
 # this network they run ~3x slower than XLA's own (Eigen) convolutions on an
 # AVX-512 Xeon, and 0.55-0.78x the speed of the reference TorchScript model
-# (benchmarks/inception_throughput.py, BENCHMARKS.md). Disabling them changes
-# the pool3 features by ~1e-5. Pass as `jax.jit(..., compiler_options=...)`
-# of the top-level jit that contains the network (a CPU-only XLA option).
-XLA_CPU_COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
+# (benchmarks/inception_throughput.py, BENCHMARKS.md). `compiler.CPU_OPTIONS`
+# sends convolutions to Eigen; it changes the pool3 features by ~1e-5.
+XLA_CPU_COMPILER_OPTIONS = compiler.CPU_OPTIONS
 
 
 # ----------------------------------------------------------------------------
@@ -510,8 +510,11 @@ def _features(params: Any, images: jax.Array) -> jax.Array:
 
 
 _features_jit = jax.jit(_features)
-_features_jit_cpu = jax.jit(_features,
-                            compiler_options=XLA_CPU_COMPILER_OPTIONS)
+
+
+@functools.lru_cache(maxsize=None)
+def _features_jit_cpu():
+  return jax.jit(_features, compiler_options=compiler.options())
 
 
 def features(params: Any, images: jax.Array) -> jax.Array:
@@ -530,12 +533,12 @@ def features(params: Any, images: jax.Array) -> jax.Array:
       any(isinstance(leaf, jax.core.Tracer)
           for leaf in jax.tree.leaves((params, images)))):
     return _features_jit(params, images)
-  return _features_jit_cpu(params, images)
+  return _features_jit_cpu()(params, images)
 
 
 def compiler_options() -> dict[str, str] | None:
-  """`XLA_CPU_COMPILER_OPTIONS` on the CPU backend, else None: for top-level jits that contain the network."""
-  return XLA_CPU_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else None
+  """`compiler.options()`: for top-level jits that contain the network."""
+  return compiler.options()
 
 
 @functools.lru_cache(maxsize=None)

@@ -52,7 +52,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from fsgan_jax import checkpointing, default_config, input_pipeline, train
+from fsgan_jax import checkpointing, compiler, default_config, input_pipeline, train
 from fsgan_jax import masks as masks_lib
 from fsgan_jax.models import classifier as classifier_lib
 from fsgan_jax.models import fastgan
@@ -536,9 +536,11 @@ class DataParallelModel:
     self.repl, self.data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
     self._steps = {
         flag: jax.jit(functools.partial(step, augment=flag), in_shardings=(self.repl,) * 2 + (self.data,) * 2 +
-                      (self.repl,), out_shardings=(self.repl,) * 3, donate_argnums=(0, 1))
+                      (self.repl,), out_shardings=(self.repl,) * 3, donate_argnums=(0, 1),
+                      compiler_options=compiler.options())
         for flag in (False, True)}
-    self._evaluate = jax.jit(evaluate, in_shardings=(self.repl, self.data), out_shardings=self.repl)
+    self._evaluate = jax.jit(evaluate, in_shardings=(self.repl, self.data), out_shardings=self.repl,
+                             compiler_options=compiler.options())
 
   def init(self, seed: int) -> tuple[Any, Any]:
     """Fresh replicated (params, optimizer state) from ``seed``."""
