@@ -61,6 +61,16 @@ flags.DEFINE_string('out', None, 'Write OUT.json and OUT.md (e.g. results/recipe
 FLAGS = flags.FLAGS
 
 
+# Arm parts that change no computation: such an arm's step time is that of the arm without them (one measurement, so
+# equal programs get equal step counts instead of differing by the timing noise).
+COMPUTE_NEUTRAL = ('ema999', 'lr1e4')
+
+
+def timing_arm(arm: str) -> str:
+  """The arm whose measured step time ``arm`` uses (``arm`` less its compute-neutral parts)."""
+  return '+'.join(p for p in arm.split('+') if p not in COMPUTE_NEUTRAL) or 'base'
+
+
 def arm_config(arm: str):
   """The config of ``arm`` (``configs/recipe.py:arm``)."""
   spec = {}
@@ -146,7 +156,8 @@ def write_tables(out: str, rows: list[dict[str, Any]], step_times: dict[str, Any
   for r in sorted(rows, key=lambda r: (r.get('kid_heldout') or 9e9)):
     def g(k, fmt):
       return fmt % r[k] if r.get(k) is not None else '—'
-    lines.append(f"| {r['arm']} | {r['seed']} | {step_times[r['arm']]['step_ms']:.0f} | {r['num_steps']} | "
+    step_ms = step_times[timing_arm(r['arm'])]['step_ms']
+    lines.append(f"| {r['arm']} | {r['seed']} | {step_ms:.0f} | {r['num_steps']} | "
                  f"{g('kid_heldout', '%.4f')} | {g('fid_heldout', '%.1f')} | {g('kid_train', '%.4f')} | "
                  f"{g('fid_train', '%.1f')} | {g('memorization_inception_ratio_median', '%.2f')} |")
   with open(out + '.md', 'w') as f:
@@ -163,7 +174,7 @@ def main(argv):
   os.makedirs(FLAGS.workdir, exist_ok=True)
   times_path = os.path.join(FLAGS.workdir, 'step_times.json')
   step_times = json.load(open(times_path)) if os.path.exists(times_path) else {}
-  for arm in FLAGS.arms:
+  for arm in dict.fromkeys(map(timing_arm, FLAGS.arms)):
     if FLAGS.measure or arm not in step_times:
       step_times[arm] = measure_step_ms(arm, FLAGS.time_steps)
       print(f'{arm}: {step_times[arm]}', flush=True)
@@ -174,7 +185,7 @@ def main(argv):
   rows = []
   for seed in map(int, FLAGS.seeds):
     for arm in FLAGS.arms:
-      num_steps = max(100, int(FLAGS.budget_min * 60e3 / step_times[arm]['step_ms']) // 100 * 100)
+      num_steps = max(100, int(FLAGS.budget_min * 60e3 / step_times[timing_arm(arm)]['step_ms']) // 100 * 100)
       rows.append(run_arm(FLAGS.workdir, arm, seed, num_steps, FLAGS.num))
       print(json.dumps(rows[-1]), flush=True)
       if FLAGS.out:
