@@ -30,9 +30,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from fsgan_jax import compiler
-from fsgan_jax import default_config
-from fsgan_jax import train
+from fsgan_jax import compiler, config_lib, default_config, gan
 
 flags.DEFINE_integer('resolution', 256, 'Image size.')
 flags.DEFINE_integer('batch', 8, 'Global batch size (over all devices).')
@@ -99,18 +97,18 @@ def _peak_device_bytes() -> int | None:
 def run(resolution: int, batch: int, steps: int, variants: dict[str, dict | None]) -> dict:
   """Compiles the train step once per variant (name -> XLA compiler options) and times them interleaved."""
   config = _config(resolution, batch)
-  train.validate_config(config, jax.device_count())
-  mesh = train.make_mesh()
+  config_lib.validate(config, jax.device_count())
+  mesh = gan.make_mesh()
   repl = NamedSharding(mesh, P())
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   r = config.model.resolution
   images = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (max(64, config.batch_size), r, r,
                                                                     config.data.channels)).astype(np.float32), repl)
-  lpips = train.make_consts(config, setup, mesh, images.shape[0])  # LPIPS weights (plain FastGAN: no other consts)
-  step_fn = train.make_train_step(config, setup, mesh)
+  lpips = gan.make_consts(config, setup, mesh, images.shape[0])  # LPIPS weights (plain FastGAN: no other consts)
+  step_fn = gan.make_train_step(config, setup, mesh)
   runs = {}
   for name, options in variants.items():
-    state = train.create_state(config, setup, mesh)
+    state = gan.create_state(config, setup, mesh)
     t = time.perf_counter()
     compiled = step_fn.lower(state, images, lpips).compile(compiler_options=options)
     compile_s = time.perf_counter() - t

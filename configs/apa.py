@@ -10,8 +10,7 @@ Run::
   python -m fsgan_jax.main --config=configs/apa.py --workdir=/tmp/apa_lgg100
   python -m fsgan_jax.main --config=configs/apa.py:cpu --workdir=/tmp/apa_cpu      # the CPU budget of RESULTS.md
 
-Measured result (``:cpu``, 200 steps, 2-core CPU, 300 samples, tf1 resize): held-out FID 307.3 (100-shot) /
-320.0 (10-shot) (identical to scratch at 100 shots: p stayed <= 0.0005 in 200 steps); the full table and caveats are in RESULTS.md.
+Measured results of the ``:cpu`` variant (100- and 10-shot): RESULTS.md (few-shot methods table).
 """
 
 from fsgan_jax import default_config

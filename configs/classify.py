@@ -26,10 +26,7 @@ Both build the dataset into ``WORKDIR/tfds`` on first use (about 2 minutes; ``--
 a built one), are resumable (finished cells, GANs and samples are reused; rerunning only rewrites the results) and
 write ``results_prefix`` + ``.json`` / ``.md`` / ``.png``. Override tuples with Python syntax, e.g.
 ``--config.ks='(5,)' --config.arms="('real','syn1x')"``.
-Measured (CPU-small, 2-core CPU shared with other jobs, load average 5-7): 23.1 min wall for all 90 cells with the
-dataset prebuilt. Result (results/classify.md): AUROC of the real arm 0.76 / 0.77 / 0.83 at k = 5 / 10 / 25;
-classic augmentation helps at k <= 10 (+0.04 AUROC, paired CI above 0); synthetic slices from the tiny CPU GANs
-neither help nor hurt (paired CIs include 0); synthetic-only tumor class is near chance (AUROC ~0.58).
+Measured wall time and results of the CPU-small grid: RESULTS.md and results/classify.md.
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@ Same architecture family, hinge loss, DiffAugment, optimiser, EMA and data (bund
 variant), ngf = ndf = 16, D's reconstruction decoders at width 8 instead of 32, per-sample MSE instead of
 LPIPS-VGG for the reconstruction loss (LPIPS alone would triple the step time), 900 steps, and EMA decay 0.99
 (with 0.999 the EMA after 900 steps is still 41% the random initialisation: 0.999**900 = 0.41).
-Measured on the 2-core CPU here: about 0.75 s per step; the README quick-start command (install + 900 steps)
-took 12.4 min (training 11.6 min). Expected result: ``WORKDIR/samples/step_0000900.png`` shows
-blurry axial brain slices with a clear skull/brain outline (not yet tumor detail).
+Its step time and the Quick start's wall time on a 2-core CPU are in BENCHMARKS.md, its images' KID/FID in
+RESULTS.md.
 
 Run::
 

@@ -4,7 +4,7 @@ r"""FastGAN, the official recipe (Liu et al., ICLR 2021), on the bundled 100-sho
 'color,translation', hinge loss with random margin, LPIPS-VGG reconstruction of D's three decoders. Outputs at
 256 px have no tanh, as in the official code (``model.tanh = None``).
 
-Run (an accelerator is needed: about 6 s per step on a 2-core CPU)::
+Run (an accelerator is needed; CPU step times are in BENCHMARKS.md)::
 
   python -m fsgan_jax.main --config=configs/fastgan.py --workdir=/tmp/fastgan_lgg100
 

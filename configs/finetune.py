@@ -9,8 +9,7 @@ Run::
       --config.transfer.source_workdir=/tmp/source_ixi
   # CPU budget: configs/finetune.py:cpu with the :cpu source
 
-Measured result (``:cpu``, 200 steps, 2-core CPU, 300 samples, tf1 resize): held-out FID 292.5 (100-shot) /
-297.9 (10-shot) (scratch: 307.3 / 320.2); the full table and caveats are in RESULTS.md.
+Measured results of the ``:cpu`` variant (100- and 10-shot): RESULTS.md (few-shot methods table).
 """
 
 from fsgan_jax import default_config

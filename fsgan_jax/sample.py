@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Sampling from a training workdir: restore a checkpoint with Orbax and write PNGs from the EMA generator.
 
 Plain gray / RGB generators write ``img_00000.png`` ...; generators with label channels or other contrast counts
@@ -9,14 +22,13 @@ samples are the axial slices of one stack (see :func:`write_nifti`).
 
 from __future__ import annotations
 
-import os
+import gzip
 from typing import Optional
 
 from etils import epath
-import jax
 import numpy as np
 
-from fsgan_jax import checkpointing, fileio, input_pipeline, masks, train
+from fsgan_jax import config_lib, errors, fileio, input_pipeline, masks, sampling, workdir as workdir_lib
 
 # BraTS label values of the sub-region channels (NCR/NET = 1, edema = 2, enhancing = 4) and of a binary mask (1).
 BRATS_SEG_VALUES = (1, 2, 4)
@@ -65,43 +77,30 @@ def write_nifti(out: str, case: str, images_uint8: np.ndarray, channels: int, na
 
 
 def _gzip(data: bytes) -> bytes:
-  import gzip  # pylint: disable=g-import-not-at-top
   return gzip.compress(data, mtime=0)
 
 
 def sample_from_workdir(workdir: str, num: int = 16, seed: int = 0, out: Optional[str] = None,
-                        step: Optional[int] = None, batch: int = 8, nifti: bool = False) -> str:
+                        step: Optional[int] = None, batch: Optional[int] = None, nifti: bool = False) -> str:
   """Writes ``num`` images (``img_00000.png`` ...) and ``grid.png`` from the EMA generator; returns the folder.
 
   Paired / multi-contrast generators: one PNG per channel and optionally a NIfTI case (module docstring).
 
-  Deterministic for a given (checkpoint, seed, batch): z and the noise come from ``seed``, and images are
-  generated in chunks of ``batch`` (BatchNorm uses batch statistics, as the official sampler).
+  The images are ``sampling.draw``'s for (checkpoint, seed, batch), ``batch`` defaulting to the run's
+  ``config.eval.batch_size``: the same images ``--mode=eval`` evaluates for that seed.
   """
   if num < 1:
-    raise ValueError(f'--num={num} must be >= 1')
-  config = train.read_config(workdir)
-  setup = train.build_setup(config)
-  mesh = train.make_mesh()
-  manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: train first')
-  state, step = checkpointing.restore(manager, train.create_state(config, setup, mesh), step)
-  sampler = train.make_sampler(setup, config.sample_bn)
-  out = out or fileio.join(workdir, f'samples_step{step}_seed{seed}')  # a local path or a gs:// URL
+    raise errors.FsganError(f'--num={num} must be >= 1')
+  run = workdir_lib.load_run(workdir, step)
+  config, step = run.config, run.step
+  batch = config.eval.batch_size if batch is None else batch
+  out = out or fileio.join(run.workdir, f'samples_step{step}_seed{seed}')  # a local path or a gs:// URL
   fileio.makedirs(out)
-  key = jax.random.PRNGKey(seed)
-  images = []
-  for i, start in enumerate(range(0, num, batch)):
-    n = min(batch, num - start)
-    zk, nk = jax.random.split(jax.random.fold_in(key, i))
-    z = jax.random.normal(zk, (n, config.model.nz))
-    images.append(input_pipeline.to_uint8(masks.hard_labels(
-        jax.device_get(sampler(state.ema_params, state.g_stats, z, nk)), train.image_channels(config))))
-  images = np.concatenate(images)
-  channels = train.image_channels(config)
+  channels = config_lib.image_channels(config)
+  images = sampling.draw(run.setup.generator, config.sample_bn, channels, run.state.ema_params, run.state.g_stats,
+                         num, seed, batch, mesh=run.mesh)
   plain = images.shape[-1] == channels and channels in (1, 3)
-  names = train.channel_names(config)
+  names = config_lib.channel_names(config)
   for i, im in enumerate(images):
     if plain:
       input_pipeline.save_png(fileio.join(out, f'img_{i:05d}.png'), im)

@@ -13,25 +13,20 @@
 # limitations under the License.
 """Reads PyTorch ``.pth``/``.pt`` checkpoints without importing torch.
 
-This module understands the two pickle-based formats written by
-``torch.save``:
+This module understands the two pickle-based formats written by ``torch.save``:
 
-* the zip format (default since torch 1.6): a zip archive holding
-  ``<prefix>/data.pkl`` plus one ``<prefix>/data/<key>`` record per storage;
-* the legacy format (``_use_new_zipfile_serialization=False``): a stream of
-  pickles (magic number, protocol version, system info, the object, the list
-  of storage keys) followed by the raw storage bytes.
+* the zip format (default since torch 1.6): a zip archive holding ``<prefix>/data.pkl`` plus one
+  ``<prefix>/data/<key>`` record per storage;
+* the legacy format (``_use_new_zipfile_serialization=False``): a stream of pickles (magic number, protocol
+  version, system info, the object, the list of storage keys) followed by the raw storage bytes.
 
-Every tensor is returned as a NumPy array with the tensor's dtype, shape and
-values (strides and storage offsets are honoured; the result is always a
-C-contiguous copy). ``bfloat16`` and ``float8`` tensors use the
-``ml_dtypes`` types. ``nn.Parameter`` objects load as plain arrays.
+Every tensor is returned as a NumPy array with the tensor's dtype, shape and values (strides and storage offsets
+are honoured; the result is always a C-contiguous copy). ``bfloat16`` and ``float8`` tensors use the ``ml_dtypes``
+types. ``nn.Parameter`` objects load as plain arrays.
 
-Unpickling is restricted: only the globals needed to rebuild tensors and
-plain containers are allowed, and anything else raises
-:class:`UnsafeCheckpointError` before it can run. Whole pickled
-``nn.Module`` objects, TorchScript archives, quantized/sparse tensors and
-other exotic objects are therefore not supported; save a ``state_dict``.
+Unpickling is restricted: only the globals needed to rebuild tensors and plain containers are allowed, and anything
+else raises :class:`UnsafeCheckpointError` before it can run. Whole pickled ``nn.Module`` objects, TorchScript
+archives, quantized/sparse tensors and other exotic objects are therefore not supported; save a ``state_dict``.
 
 Typical use::
 
@@ -55,11 +50,7 @@ from typing import Any, Callable, NamedTuple
 import ml_dtypes
 import numpy as np
 
-__all__ = [
-    'CheckpointFormatError',
-    'UnsafeCheckpointError',
-    'load',
-]
+from fsgan_jax import errors
 
 # Values written by torch.serialization for the legacy (non-zip) format.
 _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -109,11 +100,11 @@ del _name
 _PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(errors.FsganError):
   """The checkpoint's pickle references a global that is not allowed."""
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(errors.FsganError):
   """The file is not a (supported) PyTorch checkpoint or is malformed."""
 
 
@@ -157,7 +148,7 @@ _SIMPLE_GLOBALS.update({('torch', name): _StorageType(name, dtype)
 _SIMPLE_GLOBALS.update({('torch', name): f'torch.{name}'
                         for name in _TORCH_DTYPES})
 
-# (module, name) -> name of the `_RestrictedUnpickler` method replacing it.
+# (module, name) -> name of the `RestrictedUnpickler` method replacing it.
 _REBUILD_GLOBALS: dict[tuple[str, str], str] = {
     ('torch._utils', '_rebuild_tensor'): '_rebuild_tensor',
     ('torch._utils', '_rebuild_tensor_v2'): '_rebuild_tensor_v2',
@@ -227,7 +218,7 @@ def _make_array(storage: Any, dtype: np.dtype, storage_offset: Any,
   return out
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle.Unpickler):
   """Unpickler that only rebuilds tensors and plain containers."""
 
   def __init__(self, file: io.BytesIO, filename: str,
@@ -383,9 +374,9 @@ def _load_zip(zf: zipfile.ZipFile, filename: str) -> Any:
 
   persistent_load = zip_storage_loader(zf, filename, f'{prefix}data', byteorder)
 
-  # Unpickle from memory (see _RestrictedUnpickler.load).
+  # Unpickle from memory (see RestrictedUnpickler.load).
   data_pkl = io.BytesIO(zf.read(pkl_names[0]))
-  return _RestrictedUnpickler(data_pkl, filename, persistent_load).load()
+  return RestrictedUnpickler(data_pkl, filename, persistent_load).load()
 
 
 def _load_legacy(f: io.BytesIO, filename: str) -> Any:
@@ -396,7 +387,7 @@ def _load_legacy(f: io.BytesIO, filename: str) -> Any:
                                 f'{pid!r}')
 
   def header_load() -> Any:
-    return _RestrictedUnpickler(f, filename, refuse_pid).load()
+    return RestrictedUnpickler(f, filename, refuse_pid).load()
 
   if header_load() != _LEGACY_MAGIC_NUMBER:
     raise CheckpointFormatError(
@@ -418,7 +409,7 @@ def _load_legacy(f: io.BytesIO, filename: str) -> Any:
     roots[str(key)] = (storage_type.dtype, numel)
     return _Storage(None, storage_type.dtype, 'little')
 
-  _RestrictedUnpickler(f, filename, collect).load()
+  RestrictedUnpickler(f, filename, collect).load()
   keys = header_load()
   if not isinstance(keys, list):
     raise CheckpointFormatError(f'{filename}: invalid storage key list')
@@ -455,7 +446,7 @@ def _load_legacy(f: io.BytesIO, filename: str) -> Any:
     return _Storage(raw, storage_type.dtype, 'little')
 
   f.seek(start)
-  return _RestrictedUnpickler(f, filename, persistent_load).load()
+  return RestrictedUnpickler(f, filename, persistent_load).load()
 
 
 def load(path: str | os.PathLike[str]) -> Any:

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from configs import tiny
-from fsgan_jax import sample, train
+from fsgan_jax import errors, sample, train, workdir as workdir_lib
 from fsgan_jax.datasets import build
 from fsgan_jax.evaluators import fid
 
@@ -119,7 +119,7 @@ def _hashes(root: pathlib.Path) -> dict[str, str]:
 def workdir(tmp_path):
   """A workdir of the tiny config (config.json, a checkpoint folder, a sample) and some bad inputs next to it."""
   wd = tmp_path / 'wd'
-  train.write_config(tiny.get_config(), str(wd))
+  workdir_lib.write_config(tiny.get_config(), str(wd))
   (wd / 'checkpoints' / '2' / 'default').mkdir(parents=True)
   (wd / 'checkpoints' / '2' / 'default' / 'state').write_bytes(b'checkpoint bytes')
   (wd / 'samples').mkdir()
@@ -148,14 +148,14 @@ def _error_of(kind, arg, tmp, wd, capsys) -> str:
         continue
       section, _, name = field.rpartition('.')
       (config[section] if section else config)[name] = _fill(value, tmp, wd)
-    with pytest.raises((train.ConfigError, ValueError, FileNotFoundError)) as e:
+    with pytest.raises((errors.ConfigError, ValueError, FileNotFoundError)) as e:
       train.train_and_evaluate(config, str(wd))
     return str(e.value)
   if kind == 'sample':
     kwargs = {k: _fill(v, tmp, wd) for k, v in arg.items() if not k.startswith('<')}
     if '<no checkpoints>' in arg:
       wd = tmp / 'wd2'
-      train.write_config(tiny.get_config(), str(wd))
+      workdir_lib.write_config(tiny.get_config(), str(wd))
     with pytest.raises((ValueError, FileNotFoundError)) as e:
       sample.sample_from_workdir(**{'workdir': str(wd), **kwargs})
     return str(e.value)

@@ -1,4 +1,5 @@
-"""Tests of the downstream classifier study (``fsgan_jax/experiments/classify.py``) on 8 fake CPU devices.
+"""Tests of the downstream classifier study (``fsgan_jax/experiments/classify.py`` and the ``fsgan_jax/downstream``
+modules it uses: arms, splits, stats) on 8 fake CPU devices.
 
 Split disjointness and the GAN's training set, the synthetic-mixing ratio, metrics and the bootstrap on known
 cases, bad-input messages, and a tiny end-to-end grid of two arms on a fake compact-form dataset built in tmp_path.
@@ -14,7 +15,10 @@ import pytest
 from PIL import Image
 
 from configs import classify as classify_config
+from fsgan_jax import errors
 from fsgan_jax.datasets import common
+from fsgan_jax.downstream import arms as arms_lib
+from fsgan_jax.downstream import splits, stats
 from fsgan_jax.experiments import classify as cl
 
 
@@ -64,7 +68,7 @@ def test_split_disjoint_and_gan_set():
   patients = _patients(part, (2, 5, 8), (0, 1, 2))
   for k in (2, 5):
     for seed in (0, 1, 2):
-      split = cl.make_split(subject, area, patients, k, seed, 8, 100)
+      split = splits.make_split(subject, area, patients, k, seed, 8, 100)
       _check_split(split, subject, area, k, seed, patients, 8)
 
 
@@ -74,9 +78,9 @@ def test_split_refuses_overlap_and_missing_split():
   patients = _patients(part, (2, 8), (0,))
   bad = dict(patients, test=patients['test'] + (patients['fewshot_k8_seed0'][-1],))
   with pytest.raises(ValueError, match='patients in both'):
-    cl.make_split(subject, area, bad, 2, 0, 8, 100)
+    splits.make_split(subject, area, bad, 2, 0, 8, 100)
   with pytest.raises(ValueError, match='no split'):
-    cl.make_split(subject, area, patients, 2, 1, 8, 100)
+    splits.make_split(subject, area, patients, 2, 1, 8, 100)
 
 
 def test_split_on_real_lgg_patients(shared_data):
@@ -94,7 +98,7 @@ def test_split_on_real_lgg_patients(shared_data):
   patients = _patients(part, ks, seeds)
   for k in (5, 10, 25):
     for seed in seeds:
-      split = cl.make_split(subject, area, patients, k, seed, 50, 100)
+      split = splits.make_split(subject, area, patients, k, seed, 50, 100)
       _check_split(split, subject, area, k, seed, patients, 50)
       assert len(split.train_pos) > 0 and len(split.test_pos) > 0 and len(split.test_neg) > 0
 
@@ -108,16 +112,16 @@ def test_synthetic_mixing_ratio(n_pos, expected):
   real = np.zeros((n_pos, 4, 4, 1), np.float32)
   synthetic = np.ones((3 * n_pos, 4, 4, 1), np.float32)
   for name, n_syn in expected.items():
-    arm = cl.parse_arm(name)
-    assert cl.synthetic_count(n_pos, arm.ratio) == n_syn
-    pool = cl.positive_pool(real, synthetic, arm)
+    arm = arms_lib.parse_arm(name)
+    assert arms_lib.synthetic_count(n_pos, arm.ratio) == n_syn
+    pool = arms_lib.positive_pool(real, synthetic, arm)
     assert len(pool) == n_pos + n_syn
     assert (pool.reshape(len(pool), -1)[:, 0] == 1).sum() == n_syn  # exactly n_syn synthetic, all real kept
-  only = cl.positive_pool(real, synthetic, cl.parse_arm('syn_only'))
+  only = arms_lib.positive_pool(real, synthetic, arms_lib.parse_arm('syn_only'))
   assert len(only) == n_pos and np.all(only == 1)
-  assert len(cl.positive_pool(real, None, cl.parse_arm('real'))) == n_pos
+  assert len(arms_lib.positive_pool(real, None, arms_lib.parse_arm('real'))) == n_pos
   with pytest.raises(ValueError, match='needs'):
-    cl.positive_pool(real, synthetic[:1], cl.parse_arm('syn2x'))
+    arms_lib.positive_pool(real, synthetic[:1], arms_lib.parse_arm('syn2x'))
 
 
 def test_gan_training_set_is_exactly_the_tumor_slices():
@@ -150,7 +154,7 @@ def test_bad_config_names_field(field, value, match):
     section, name = field.split('.')
     node = config[section]
   node[name] = value
-  with pytest.raises(cl.ConfigError, match=match) as e:
+  with pytest.raises(errors.ConfigError, match=match) as e:
     cl.validate_config(config, num_devices=4)
   assert '\n' not in str(e.value)
 
@@ -165,37 +169,37 @@ def test_unknown_variant():
 
 def test_metrics_known_cases():
   labels = np.array([1, 1, 1, 0, 0, 0, 0])
-  assert cl.auroc(np.array([3., 2, 1, 0, 0, -1, -2]), labels) == 1.0
-  assert cl.auroc(-np.array([3., 2, 1, 0, 0, -1, -2]), labels) == 0.0
-  assert cl.auroc(np.zeros(7), labels) == 0.5  # all tied
+  assert stats.auroc(np.array([3., 2, 1, 0, 0, -1, -2]), labels) == 1.0
+  assert stats.auroc(-np.array([3., 2, 1, 0, 0, -1, -2]), labels) == 0.0
+  assert stats.auroc(np.zeros(7), labels) == 0.5  # all tied
   rng = np.random.default_rng(0)
   s, l = rng.integers(0, 5, 200).astype(float), rng.integers(0, 2, 200)
   pos, neg = s[l == 1], s[l == 0]
   brute = np.mean((pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None]))
-  assert cl.auroc(s, l) == pytest.approx(brute, abs=1e-12)
+  assert stats.auroc(s, l) == pytest.approx(brute, abs=1e-12)
   # 10 negatives 0..9: 90% specificity allows 1 false positive, so positives must score above 8.
   neg = np.arange(10.0)
   pos = np.array([8.0, 8.5, 9.5, 20.0])
   scores, labels = np.concatenate([pos, neg]), np.r_[np.ones(4), np.zeros(10)]
-  assert cl.sensitivity_at_specificity(scores, labels, 0.9) == 0.75
-  assert cl.sensitivity_at_specificity(scores, labels, 0.5) == 1.0
-  assert cl.balanced_accuracy(scores, labels, 8.5) == pytest.approx(0.5 * (3 / 4 + 9 / 10))
+  assert stats.sensitivity_at_specificity(scores, labels, 0.9) == 0.75
+  assert stats.sensitivity_at_specificity(scores, labels, 0.5) == 1.0
+  assert stats.balanced_accuracy(scores, labels, 8.5) == pytest.approx(0.5 * (3 / 4 + 9 / 10))
   sep = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
-  assert cl.youden_threshold(sep, np.array([0, 0, 0, 1, 1])) == 0.7
-  assert np.isnan(cl.auroc(np.ones(3), np.ones(3)))
+  assert stats.youden_threshold(sep, np.array([0, 0, 0, 1, 1])) == 0.7
+  assert np.isnan(stats.auroc(np.ones(3), np.ones(3)))
 
 
 def test_bootstrap_known_cases():
   # All-equal metric: zero-width interval.
   values = np.full(20, 0.7)
-  boot = cl.bootstrap(lambda idx: values[idx].mean(), (20,), 200, seed=1)
-  lo, hi = cl.percentile_ci(boot)
+  boot = stats.bootstrap(lambda idx: values[idx].mean(), (20,), 200, seed=1)
+  lo, hi = stats.percentile_ci(boot)
   assert lo == pytest.approx(0.7) and hi == pytest.approx(0.7)
   # Mean of n iid normal values: the bootstrap CI matches mean +- 1.96 sd / sqrt(n) (the known sampling law).
   rng = np.random.default_rng(0)
   x = rng.normal(2.0, 1.0, 400)
-  boot = cl.bootstrap(lambda idx: x[idx].mean(), (400,), 2000, seed=2)
-  lo, hi = cl.percentile_ci(boot, 0.95)
+  boot = stats.bootstrap(lambda idx: x[idx].mean(), (400,), 2000, seed=2)
+  lo, hi = stats.percentile_ci(boot, 0.95)
   half = 1.96 * x.std(ddof=0) / np.sqrt(400)
   assert lo == pytest.approx(x.mean() - half, abs=0.02) and hi == pytest.approx(x.mean() + half, abs=0.02)
   # Cluster bootstrap: 10 patients whose slices all share the patient's value; resampling patients (not slices)
@@ -203,19 +207,19 @@ def test_bootstrap_known_cases():
   patient_value = rng.normal(0.0, 1.0, 10)
   slices_of = [np.arange(50 * p, 50 * p + 50) for p in range(10)]
   slice_value = np.repeat(patient_value, 50)
-  boot = cl.bootstrap(lambda idx: slice_value[np.concatenate([slices_of[p] for p in idx])].mean(), (10,), 2000, 3)
+  boot = stats.bootstrap(lambda idx: slice_value[np.concatenate([slices_of[p] for p in idx])].mean(), (10,), 2000, 3)
   assert np.std(boot) == pytest.approx(patient_value.std() / np.sqrt(10), rel=0.15)
   # Two dimensions are resampled independently (sizes in order).
   seen = []
-  cl.bootstrap(lambda a, b: seen.append((len(a), len(b))) or 0.0, (7, 3), 5)
+  stats.bootstrap(lambda a, b: seen.append((len(a), len(b))) or 0.0, (7, 3), 5)
   assert seen == [(7, 3)] * 5
 
 
 def test_sign_test():
-  r = cl.sign_test([0.1, 0.2, 0.0, -0.1, 0.3])
+  r = stats.sign_test([0.1, 0.2, 0.0, -0.1, 0.3])
   assert (r['wins'], r['ties'], r['losses']) == (3, 1, 1)
   assert r['p_sign'] == pytest.approx(0.625)
-  assert cl.sign_test([0.1] * 5)['p_sign'] == pytest.approx(0.0625)  # the smallest p with 5 seeds
+  assert stats.sign_test([0.1] * 5)['p_sign'] == pytest.approx(0.0625)  # the smallest p with 5 seeds
 
 
 # ------------------------------------------------------------------------------------------------------ end to end
@@ -311,7 +315,7 @@ def test_tiny_grid_two_arms_end_to_end_and_resume(tmp_path):
   assert again['run']['cells_computed_now'] == 0
   assert again['metrics'] == summary['metrics']
   config.classifier.num_steps = 5
-  with pytest.raises(cl.ConfigError, match='different config'):
+  with pytest.raises(errors.ConfigError, match='different config'):
     cl.run(config, workdir)
 
 
@@ -321,6 +325,6 @@ def test_k_larger_than_pool_is_one_line_error(tmp_path):
   config = _tiny_config(tmp_path)
   config.ks = (9,)
   config.data.negative_patients = 9
-  with pytest.raises(cl.ConfigError, match='k=9 is larger than the few-shot pool') as e:
+  with pytest.raises(errors.ConfigError, match='k=9 is larger than the few-shot pool') as e:
     cl.run(config, str(tmp_path / 'study'))
   assert '\n' not in str(e.value)

@@ -33,7 +33,7 @@ from jax import monitoring
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import tiny
-from fsgan_jax import checkpointing, compiler, input_pipeline, train
+from fsgan_jax import checkpointing, compiler, gan, input_pipeline, sampling, train
 
 _TRACE = '/jax/core/compile/jaxpr_trace_duration'
 _COMPILE = '/jax/core/compile/backend_compile_duration'
@@ -70,14 +70,14 @@ def test_train_step_compiles_once_in_train_and_evaluate(tmp_path):
 def test_jitted_train_step_cache_size():
   """The jitted step itself: one cache entry over 5 steps, with metrics reads and samples in between."""
   config = tiny.get_config()
-  mesh = train.make_mesh()
+  mesh = gan.make_mesh()
   repl = NamedSharding(mesh, P())
-  setup = train.build_setup(config)
-  state = train.create_state(config, setup, mesh)
+  setup = gan.build_setup(config)
+  state = gan.create_state(config, setup, mesh)
   images = jax.device_put(input_pipeline.load_config_data(config.data, config.model.resolution)[:16], repl)
-  consts = train.make_consts(config, setup, mesh, 16)
-  train_step = train.make_train_step(config, setup, mesh)
-  sampler = train.make_sampler(setup, config.sample_bn)
+  consts = gan.make_consts(config, setup, mesh, 16)
+  train_step = gan.make_train_step(config, setup, mesh)
+  sampler = sampling.make_sampler(setup.generator, config.sample_bn)
   key = jax.random.PRNGKey(1)
   z = jax.random.normal(key, (config.num_sample_images, config.model.nz))
   with _count_compiles() as counts:
@@ -125,7 +125,7 @@ def test_checkpoint_save_does_not_compile_per_replica_slices(tmp_path):
   tiny state on 8 devices; ``checkpointing`` keeps replica-parallel saving for large arrays only.
   """
   config = tiny.get_config()
-  state = train.create_state(config, train.build_setup(config), train.make_mesh())
+  state = gan.create_state(config, gan.build_setup(config), gan.make_mesh())
   manager = checkpointing.make_manager(str(tmp_path), 1, 1)
   with _count_compiles() as counts:
     assert checkpointing.save(manager, 1, state, force=True)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from fsgan_jax import convert, sample, train
+from fsgan_jax import convert, sample, workdir as workdir_lib
 
 CFG = 'im256_ngf16_ndf16'
 
@@ -25,7 +25,7 @@ def test_checkpoint_to_workdir_samples(shared_data, tmp_path):
   wd = str(tmp_path / 'conv')
   step = convert.checkpoint_to_workdir(ckpt, wd, im_size=256, ngf=16, ndf=16, step=1234, name='golden')
   assert step == 1234
-  config = train.read_config(wd)
+  config = workdir_lib.read_config(wd)
   assert config.model.resolution == 256 and config.model.ngf == 16
   from tests.train_test import _restore  # pylint: disable=g-import-not-at-top
   state, restored = _restore(wd, config)

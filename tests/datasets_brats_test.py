@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from fsgan_jax import config_lib
 from fsgan_jax.datasets import DatasetError
 from fsgan_jax.datasets import load_split
 from fsgan_jax.datasets.brats import brats_dataset_builder as bdb
@@ -301,7 +302,7 @@ def test_shared_brats_examples(shared_data, tmp_path):
 
 def test_pairs_from_brats_contrasts_and_subregions(built):
   """Two contrasts (T1ce, FLAIR) + the mask as 1 binary or 3 sub-region channels, through the training entry point."""
-  from fsgan_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
+  from fsgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from configs import paired  # pylint: disable=g-import-not-at-top
   builder, data_dir, _ = built
   c = paired.get_config('cpu')
@@ -310,8 +311,8 @@ def test_pairs_from_brats_contrasts_and_subregions(built):
   raw = load_split('brats', 'fewshot_k2_seed0', data_dir, config=builder.builder_config.name)
   for m in (1, 3):
     c.model.mask_channels = m
-    train.validate_config(c, 8)
-    assert train.channel_names(c) == ['t1ce', 'flair'] + (['mask'] if m == 1 else ['ncr', 'ed', 'et'])
+    config_lib.validate(c, 8)
+    assert config_lib.channel_names(c) == ['t1ce', 'flair'] + (['mask'] if m == 1 else ['ncr', 'ed', 'et'])
     x = input_pipeline.load_config_data(c.data, 16, mask_channels=m)
     assert x.shape == raw['image'].shape[:3] + (2 + m,)
     np.testing.assert_array_equal(x[..., :2], raw['image'])

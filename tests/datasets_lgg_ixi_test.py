@@ -28,7 +28,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from fsgan_jax import input_pipeline
+from fsgan_jax import config_lib, input_pipeline
 from fsgan_jax.datasets import DatasetError
 from fsgan_jax.datasets import load_split
 from fsgan_jax.datasets.ixi import ixi_dataset_builder as idb
@@ -342,14 +342,14 @@ def test_eval_real_sets_from_tfds(lgg_built):
 def test_lgg_rgb_pairs_and_per_contrast_real_sets(lgg_built):
   """TCGA-LGG pre/FLAIR/post + the binary mask: 4 channels through the training pipeline and the eval real sets."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from fsgan_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from fsgan_jax import evaluate  # pylint: disable=g-import-not-at-top
   built, _, (dir1, _) = lgg_built
   config = tiny.get_config()
   config.model.resolution = 32
   config.model.mask_channels = 1
   config.data.update(channels=3, contrast_names='pre,flair,post', tfds_name='lgg_kaggle3m', tfds_config=built.name,
                      tfds_split='fewshot_k2_seed0', tfds_data_dir=str(dir1), limit=0)
-  assert train.channel_names(config) == ['pre', 'flair', 'post', 'mask']
+  assert config_lib.channel_names(config) == ['pre', 'flair', 'post', 'mask']
   raw = load_split('lgg_kaggle3m', 'fewshot_k2_seed0', dir1, config=built.name)
   x = input_pipeline.load_config_data(config.data, 32, mask_channels=1)
   np.testing.assert_array_equal(x[..., :3], raw['image'])

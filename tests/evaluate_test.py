@@ -14,11 +14,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from PIL import Image
 import pytest
 
 from configs import tiny
-from fsgan_jax import checkpointing, evaluate, input_pipeline, train
+from fsgan_jax import checkpointing, config_lib, errors, evaluate, gan, input_pipeline, report as report_lib, sample
+from fsgan_jax import train, workdir as workdir_lib
 from fsgan_jax.evaluators import fid as fid_lib
 from fsgan_jax.evaluators import inception
 
@@ -84,16 +87,32 @@ def test_bundled_heldout_is_subject_disjoint():
 def test_eval_config_errors_name_the_field():
   config = tiny.get_config()
   config.eval.metrics = ('fid', 'nope')
-  with pytest.raises(train.ConfigError, match=r'config\.eval\.metrics.*nope'):
-    train.validate_config(config, 8)
+  with pytest.raises(errors.ConfigError, match=r'config\.eval\.metrics.*nope'):
+    config_lib.validate(config, 8)
   config = tiny.get_config()
   config.eval.resize = 'bicubic'
-  with pytest.raises(train.ConfigError, match=r'config\.eval\.resize'):
-    train.validate_config(config, 8)
+  with pytest.raises(errors.ConfigError, match=r'config\.eval\.resize'):
+    config_lib.validate(config, 8)
   config = tiny.get_config()
   config.eval.batch_size = 12
-  with pytest.raises(train.ConfigError, match=r'config\.eval\.batch_size=12'):
-    train.validate_config(config, 8)
+  with pytest.raises(errors.ConfigError, match=r'config\.eval\.batch_size=12'):
+    config_lib.validate(config, 8)
+  # Checked before anything is generated (it used to fail only after the images were made).
+  config = tiny.get_config()
+  config.model.mask_channels = 1
+  config.eval.metrics = ('fid', 'label_consistency')
+  config.eval.segmenter_size = 48
+  with pytest.raises(errors.EvalError, match=r'config\.eval\.segmenter_size=48 .*divides config\.model\.resolution=128'):
+    config_lib.validate_eval(config, 8)
+
+
+def test_config_with_defaults_fills_fields_of_older_versions():
+  stored = tiny.get_config().to_dict()
+  del stored['latent'], stored['model']['mask_channels'], stored['eval']['segmenter_size']
+  config = config_lib.with_defaults(ml_collections.ConfigDict(stored))
+  assert config.latent == 'gaussian' and config.model.mask_channels == 0 and config.eval.segmenter_size == 128
+  assert config.model.resolution == tiny.get_config().model.resolution  # stored values win
+  assert config.eval.metrics == tuple(tiny.get_config().eval.metrics)
 
 
 @pytest.fixture(name='trained_workdir', scope='module')
@@ -113,7 +132,7 @@ def test_periodic_eval_best_checkpoint_and_eval_mode(trained_workdir, fake_param
   workdir = str(tmp_path / 'run')
   shutil.copytree(trained_workdir, workdir)
 
-  history = evaluate.read_history(workdir)
+  history = report_lib.read_history(workdir)
   assert [r['step'] for r in history] == [2, 4]
   for row in history:
     for key in ('fid_train', 'kid_train', 'fid_heldout', 'kid_heldout'):
@@ -141,18 +160,34 @@ def test_periodic_eval_best_checkpoint_and_eval_mode(trained_workdir, fake_param
     assert os.path.getsize(os.path.join(out, png)) > 0, png
   page = open(report).read()
   assert 'fid_train' in page and '<svg' in page and 'closest_pixel.png' in page
-  assert evaluate.read_history(workdir)[-1]['kind'] == 'full_16'
+  assert report_lib.read_history(workdir)[-1]['kind'] == 'full_16'
 
   # Deterministic for a seed.
   again, _ = evaluate.evaluate_workdir(workdir, num=16, seed=1, inception_params=fake_params)
   assert again['sets']['train']['fid'] == pytest.approx(results['sets']['train']['fid'], rel=1e-6)
 
 
+def test_sample_mode_and_eval_mode_draw_the_same_images(trained_workdir, fake_params, tmp_path):
+  """One sampling policy (``sampling.draw``): --mode=sample's PNGs are the images --mode=eval evaluates.
+
+  20 images with the tiny config's eval batch 8: a short last batch would change BatchNorm's batch statistics.
+  """
+  out = sample.sample_from_workdir(trained_workdir, num=20, seed=3, out=str(tmp_path / 's'))
+  written = np.stack([np.asarray(Image.open(os.path.join(out, f'img_{i:05d}.png'))) for i in range(20)])
+  run = workdir_lib.load_run(trained_workdir)
+  ev = evaluate.Evaluator(run.config, run.setup, run.mesh, inception_params=fake_params,
+                          real_sets=[evaluate.load_real_set('train', None, 128, 1, limit=4)])
+  images, feats = ev.generate(run.state.ema_params, run.state.g_stats, 20, seed=3)
+  assert images.shape == (20, 128, 128, 1) and feats.shape == (20, 2048)
+  np.testing.assert_array_equal(images[..., 0], written)
+  assert len({im.tobytes() for im in written}) == 20  # different latents, different images
+
+
 def test_evaluator_features_match_cached_real_features(fake_params):
   """The sharded, padded feature path gives the same features for a subset as for the whole set."""
   config = tiny.get_config()
-  setup = train.build_setup(config)
-  mesh = train.make_mesh()
+  setup = gan.build_setup(config)
+  mesh = gan.make_mesh()
   real = evaluate.load_real_set('train', None, 128, 1, limit=8)
   ev = evaluate.Evaluator(config, setup, mesh, inception_params=fake_params, real_sets=[real])
   feats = ev.features(real.images[:4])

@@ -41,9 +41,7 @@ import numpy as np
 import optax
 import pytest
 
-from fsgan_jax import convert
-from fsgan_jax import steps
-from fsgan_jax import train_state
+from fsgan_jax import convert, steps, train_state
 from fsgan_jax.augment import diffaug
 from fsgan_jax.models import fastgan
 

@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from fsgan_jax import checkpointing, train
+from fsgan_jax import checkpointing, gan, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_STEPS = 8
@@ -34,9 +34,9 @@ def _config():
 
 
 def _leaves(workdir, config):
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
-  state, step = checkpointing.restore(manager, train.create_state(config, setup, train.make_mesh()))
+  state, step = checkpointing.restore(manager, gan.create_state(config, setup, gan.make_mesh()))
   return step, [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(state))]
 
 
@@ -123,7 +123,7 @@ def test_nan_in_parameters_stops_training_and_keeps_last_checkpoint(tmp_path, mo
   """NaN in the EMA parameters after step 3 (losses stay finite): found at step 4, the step-4 state is not saved."""
   config = tiny.get_config()
   config.num_steps = 6  # checkpoints at 2 (good), 4 (bad: must not be written)
-  make = train.make_train_step
+  make = gan.make_train_step
 
   def poisoned(*args, **kwargs):
     step_fn = make(*args, **kwargs)
@@ -135,7 +135,7 @@ def test_nan_in_parameters_stops_training_and_keeps_last_checkpoint(tmp_path, mo
       return state, metrics
     return wrapped
 
-  monkeypatch.setattr(train, 'make_train_step', poisoned)
+  monkeypatch.setattr(gan, 'make_train_step', poisoned)
   previous = signal.getsignal(signal.SIGTERM)
   with pytest.raises(FloatingPointError, match=r'non-finite ema_params/\S+ at step 4; .*last checkpoint is kept'):
     train.train_and_evaluate(config, str(tmp_path))

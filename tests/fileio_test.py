@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from fsgan_jax import checkpointing, evaluate, fileio, train
+from fsgan_jax import checkpointing, evaluate, fileio, report as report_lib, train, workdir as workdir_lib
 
 URL = 'gs://fake-bucket/run'
 
@@ -165,34 +165,34 @@ def test_fake_gcs_is_what_it_claims(fake_gcs):
 
 def test_config_write_read_and_backup_on_url(fake_gcs):
   config = tiny.get_config()
-  train.write_config(config, URL)
+  workdir_lib.write_config(config, URL)
   assert json.loads((fake_gcs / 'run' / 'config.json').read_text()) == json.loads(config.to_json())
-  assert train.read_config(URL).to_dict() == json.loads(config.to_json())
-  assert train.config_changes(config, URL) == {}
+  assert workdir_lib.read_config(URL).to_dict() == json.loads(config.to_json())
+  assert workdir_lib.config_changes(config, URL) == {}
   longer = tiny.get_config()
   longer.num_steps = config.num_steps + 5
-  assert train.config_changes(longer, URL) == {'num_steps': (config.num_steps, longer.num_steps)}
-  assert train.check_config_compatible(longer, URL) == {'num_steps': (config.num_steps, longer.num_steps)}
-  train.write_config(longer, URL, replace=True)
+  assert workdir_lib.config_changes(longer, URL) == {'num_steps': (config.num_steps, longer.num_steps)}
+  assert workdir_lib.check_config_compatible(longer, URL) == {'num_steps': (config.num_steps, longer.num_steps)}
+  workdir_lib.write_config(longer, URL, replace=True)
   names = fileio.listdir(URL)
   assert len(names) == 2 and 'config.json' in names, names
   backup = next(n for n in names if n != 'config.json')
   assert backup.startswith('config.') and backup.endswith('.json')
   assert json.loads((fake_gcs / 'run' / backup).read_text())['num_steps'] == config.num_steps
-  assert train.read_config(URL).num_steps == longer.num_steps
+  assert workdir_lib.read_config(URL).num_steps == longer.num_steps
   with pytest.raises(FileNotFoundError, match='gs://fake-bucket/other/config.json not found'):
-    train.read_config('gs://fake-bucket/other')
+    workdir_lib.read_config('gs://fake-bucket/other')
 
 
 def test_eval_history_and_report_on_url(fake_gcs):
-  assert evaluate.read_history(URL) == []
-  evaluate.append_history(URL, 10, {'fid': 12.5}, kind='train')
-  evaluate.append_history(URL, 20, {'fid': 11.0}, kind='full_16')
-  assert evaluate.read_history(URL) == [{'step': 10, 'kind': 'train', 'fid': 12.5},
+  assert report_lib.read_history(URL) == []
+  report_lib.append_history(URL, 10, {'fid': 12.5}, kind='train')
+  report_lib.append_history(URL, 20, {'fid': 11.0}, kind='full_16')
+  assert report_lib.read_history(URL) == [{'step': 10, 'kind': 'train', 'fid': 12.5},
                                         {'step': 20, 'kind': 'full_16', 'fid': 11.0}]
   assert len((fake_gcs / 'run' / 'eval' / 'history.jsonl').read_text().splitlines()) == 2
   results = {'step': 20, 'num_samples': 16, 'seed': 0, 'sets': {'train': {'n': 16, 'fid': 11.0}}}
-  report = evaluate.write_report(URL, 20, results, {'samples': np.zeros((8, 8, 1), np.uint8)})
+  report = report_lib.write_report(URL, 20, results, {'samples': np.zeros((8, 8, 1), np.uint8)})
   assert report == 'gs://fake-bucket/run/eval/step_20/report.html'
   assert json.loads((fake_gcs / 'run' / 'eval' / 'eval_20.json').read_text()) == results
   assert (fake_gcs / 'run' / 'eval' / 'step_20' / 'samples.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -217,11 +217,11 @@ def test_entry_points_do_not_abspath_a_url(monkeypatch):
   def stop(*args, **kwargs):
     raise _Reached(args[-1] if args else kwargs)
 
-  monkeypatch.setattr(train, 'check_config_compatible', stop)
+  monkeypatch.setattr(workdir_lib, 'check_config_compatible', stop)
   with pytest.raises(_Reached) as e:
     train.train_and_evaluate(tiny.get_config(), URL)
   assert e.value.args[0] == URL
-  monkeypatch.setattr(train, 'read_config', stop)
+  monkeypatch.setattr(workdir_lib, 'read_config', stop)
   with pytest.raises(_Reached) as e:
     evaluate.evaluate_workdir(URL)
   assert e.value.args[0] == URL
@@ -234,7 +234,7 @@ def test_transfer_source_workdir_url(fake_gcs, monkeypatch):
   config.transfer.source_workdir = 'gs://fake-bucket/source'
   with pytest.raises(source_lib.SourceError, match="source_workdir='gs://fake-bucket/source' is not a directory"):
     source_lib.load_source(config, mesh=None)
-  train.write_config(tiny.get_config(), 'gs://fake-bucket/source')
+  workdir_lib.write_config(tiny.get_config(), 'gs://fake-bucket/source')
   monkeypatch.setattr(checkpointing, 'make_manager', lambda workdir, *a: (_ for _ in ()).throw(_Reached(workdir)))
   with pytest.raises(_Reached) as e:  # the source config was read from the bucket and matched
     source_lib.load_source(config, mesh=None)

@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 from fsgan_jax.evaluators import inception
+from fsgan_jax.evaluators import inception_weights
 from fsgan_jax.evaluators import torchscript
 
 
@@ -86,7 +87,7 @@ def test_converted_keys_match_reference_list(params_path, shared_data):
   assert sum(int(np.prod(s)) for s in shapes.values()) == ref['n_params']
   for name, shape in ref['keys'].items():
     # pylint: disable-next=protected-access
-    key = '/'.join(inception._flax_key(name))
+    key = '/'.join(inception_weights.flax_key(name))
     if name.endswith('.weight'):
       shape = [shape[2], shape[3], shape[1], shape[0]]  # OIHW -> HWIO.
     assert shapes[key] == tuple(shape), name

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from fsgan_jax import checkpointing, latents, train
+from fsgan_jax import checkpointing, config_lib, errors, gan, latents, train, workdir as workdir_lib
 from fsgan_jax.augment import apa
 from fsgan_jax.models import fastgan
 from fsgan_jax.transfer import cdc, ewc
@@ -149,12 +149,12 @@ def source_workdir(tmp_path_factory):
   train step: a perturbed fresh state stands in for a trained one."""
   workdir = str(tmp_path_factory.mktemp('source'))
   config = tiny.get_config()
-  mesh = train.make_mesh()
-  state = train.create_state(config, train.build_setup(config), mesh)
+  mesh = gan.make_mesh()
+  state = gan.create_state(config, gan.build_setup(config), mesh)
   noise = jax.random.PRNGKey(7)
   state = state.replace(step=jnp.asarray(2, jnp.int32), ema_params=jax.tree_util.tree_map(
       lambda x: x + 0.01 * jax.random.normal(noise, x.shape), state.g_params))
-  train.write_config(config, workdir)
+  workdir_lib.write_config(config, workdir)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, 1)
   checkpointing.save(manager, 2, state, force=True)
   manager.wait_until_finished()
@@ -171,9 +171,9 @@ def _transfer_config(method, source):
 
 
 def _restore(workdir, config):
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
-  return checkpointing.restore(manager, train.create_state(config, setup, train.make_mesh()))[0]
+  return checkpointing.restore(manager, gan.create_state(config, setup, gan.make_mesh()))[0]
 
 
 def test_ewc_with_apa_and_gmm_end_to_end(source_workdir, tmp_path):
@@ -221,31 +221,31 @@ def test_minegan_stage_one_leaves_g_unchanged(source_workdir, tmp_path):
 
 def test_transfer_errors_name_the_field(source_workdir, tmp_path):
   config = _transfer_config('cdc', None)
-  with pytest.raises(train.ConfigError, match='config.transfer.source_workdir'):
-    train.validate_config(config)
+  with pytest.raises(errors.ConfigError, match='config.transfer.source_workdir'):
+    config_lib.validate(config)
   config = _transfer_config('ewc', source_workdir)
   config.model.ngf = 8
-  with pytest.raises(train.ConfigError, match=r'config\.model\.ngf=8 differs from the source'):
+  with pytest.raises(errors.ConfigError, match=r'config\.model\.ngf=8 differs from the source'):
     train.train_and_evaluate(config, str(tmp_path / 'w'))
   config = _transfer_config('minegan', source_workdir)
-  with pytest.raises(train.ConfigError, match="latent='miner'"):
-    train.validate_config(config)
+  with pytest.raises(errors.ConfigError, match="latent='miner'"):
+    config_lib.validate(config)
   config = _transfer_config('dreambooth', source_workdir)
-  with pytest.raises(train.ConfigError, match='config.transfer.method'):
-    train.validate_config(config)
+  with pytest.raises(errors.ConfigError, match='config.transfer.method'):
+    config_lib.validate(config)
   config = _transfer_config('finetune', str(tmp_path / 'empty'))
   (tmp_path / 'empty').mkdir()
-  with pytest.raises(train.ConfigError, match='config.json not found'):
+  with pytest.raises(errors.ConfigError, match='config.json not found'):
     train.train_and_evaluate(config, str(tmp_path / 'w2'))
 
 
 def test_init_from_source_copies_matching_leaves(source_workdir):
-  mesh = train.make_mesh()
+  mesh = gan.make_mesh()
   config = _transfer_config('cdc', source_workdir)
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   _, src, step = source_lib.load_source(config, mesh)
   assert step == 2
-  target = source_lib.init_from_source(train.create_state(config, setup, mesh), src, setup.g_tx, setup.d_tx)
+  target = source_lib.init_from_source(gan.create_state(config, setup, mesh), src, setup.g_tx, setup.d_tx)
   for a, b in zip(_leaves(target.g_params), _leaves(src.g_params)):
     np.testing.assert_array_equal(a, b)
   for a, b in zip(_leaves(target.ema_params), _leaves(src.ema_params)):
@@ -256,12 +256,12 @@ def test_init_from_source_copies_matching_leaves(source_workdir):
 
 def test_paired_target_from_image_only_source(source_workdir):
   """A FLAIR + mask target starts from a FLAIR-only source: contrast slices copied, label channels freshly initialised."""
-  mesh = train.make_mesh()
+  mesh = gan.make_mesh()
   config = _transfer_config('finetune', source_workdir)
   config.model.mask_channels = 1
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   _, src, _ = source_lib.load_source(config, mesh)
-  fresh = train.create_state(config, setup, mesh)
+  fresh = gan.create_state(config, setup, mesh)
   target = source_lib.init_from_source(fresh, src, setup.g_tx, setup.d_tx)
   out_t, out_s, out_f = (np.asarray(s.g_params['to_big']['kernel']) for s in (target, src, fresh))
   assert out_t.shape[-1] == 2 and out_s.shape[-1] == 1
@@ -270,9 +270,9 @@ def test_paired_target_from_image_only_source(source_workdir):
   d_in = [k for k in _leaves(target.d_params) if k.ndim == 4 and k.shape[2] == 2]
   assert d_in  # D's input convs see FLAIR + mask
   # A source with other label channels than the target's is refused before anything is restored.
-  src_config = train.read_config(source_workdir)
+  src_config = workdir_lib.read_config(source_workdir)
   src_config.model.mask_channels = 1
-  train.write_config(src_config, source_workdir + '_m')
+  workdir_lib.write_config(src_config, source_workdir + '_m')
   config.transfer.source_workdir = source_workdir + '_m'
   config.model.mask_channels = 3
   with pytest.raises(source_lib.SourceError, match=r'mask_channels=3 differs from the source .*mask_channels=1'):

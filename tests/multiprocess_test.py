@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from fsgan_jax import checkpointing, train
+from fsgan_jax import checkpointing, gan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 3
@@ -124,9 +124,9 @@ def test_two_processes_train_like_one(tmp_path):
   # The pair's checkpoint restores in one process on 8 devices, to the same parameters.
   config = tiny.get_config()
   assert jax.device_count() == 8
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
-  state, step = checkpointing.restore(manager, train.create_state(config, setup, train.make_mesh()))
+  state, step = checkpointing.restore(manager, gan.create_state(config, setup, gan.make_mesh()))
   assert step == NUM_STEPS and int(state.step) == NUM_STEPS
   restored = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.device_get(state))]
   assert len(restored) == len(leaves[0])

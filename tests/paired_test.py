@@ -16,7 +16,7 @@ import pytest
 
 from configs import paired
 from configs import tiny
-from fsgan_jax import evaluate, input_pipeline, losses, masks, sample, steps, train
+from fsgan_jax import config_lib, errors, evaluate, gan, input_pipeline, losses, masks, metrics, sample, steps, train
 from fsgan_jax.augment import diffaug
 from tests.evaluate_test import random_inception_params
 
@@ -111,16 +111,16 @@ def test_paired_config_errors_are_one_line(changes, message):
   for k, v in changes.items():
     section, field = k.split('.')
     c[section][field] = v
-  with pytest.raises(train.ConfigError, match=message) as e:
-    train.validate_config(c, 8)
+  with pytest.raises(errors.ConfigError, match=message) as e:
+    config_lib.validate(c, 8)
   assert '\n' not in str(e.value)
 
 
 def test_mask_metrics_need_labels():
   c = tiny.get_config()
   c.eval.metrics = ('fid', 'mask_stats')
-  with pytest.raises(train.ConfigError, match='mask_channels > 0'):
-    train.validate_config(c, 8)
+  with pytest.raises(errors.ConfigError, match='mask_channels > 0'):
+    config_lib.validate(c, 8)
 
 
 def test_dice_statistics_and_seg_map():
@@ -149,8 +149,8 @@ def test_paired_train_sample_nifti_eval(tmp_path):
   c.num_steps = 2
   c.diffaug_policy = 'color,translation,cutout'
   workdir = str(tmp_path / 'w')
-  metrics = train.train_and_evaluate(c, workdir)
-  assert np.isfinite(metrics['d_rec_big'])
+  last = train.train_and_evaluate(c, workdir)
+  assert np.isfinite(last['d_rec_big'])
   grid = np.asarray(Image.open(os.path.join(workdir, 'samples', 'step_0000002.png')))
   assert grid.shape[1] > 1.5 * grid.shape[0]  # FLAIR and mask side by side
 
@@ -172,17 +172,17 @@ def test_paired_train_sample_nifti_eval(tmp_path):
 
   c.eval.metrics = ('fid', 'kid', 'diversity', 'memorization', 'mask_stats', 'label_consistency')
   c.eval.segmenter_steps, c.eval.segmenter_size = 2, 32
-  setup = train.build_setup(c)
-  ev = evaluate.Evaluator(c, setup, train.make_mesh(), inception_params=random_inception_params())
+  setup = gan.build_setup(c)
+  ev = evaluate.Evaluator(c, setup, gan.make_mesh(), inception_params=random_inception_params())
   assert ev.real_sets[0].images.shape[-1] == 2 and ev.real_sets[1].images.shape[-1] == 2  # masks of both sets
-  state = train.create_state(c, setup, train.make_mesh())
+  state = gan.create_state(c, setup, gan.make_mesh())
   results, artifacts = ev.evaluate(state.ema_params, state.g_stats, 16, c.eval.metrics)
   assert np.isfinite(results['sets']['train']['fid']) and 'per_contrast' not in results['sets']['train']
   stats = results['mask_stats']
   assert stats['real_train']['empty_fraction'] == 0.0 and 0 < stats['real_train']['area_mean'] < 0.2
   assert 'generated' in stats and 'real_heldout' in stats
   assert artifacts['samples'].shape[1] > artifacts['samples'].shape[0]
-  assert 'mask_area_mean_generated' in evaluate.flat_scalars(results)
+  assert 'mask_area_mean_generated' in metrics.flat_scalars(results)
   lc = results['label_consistency']
   assert 0.0 <= lc['dice_mean'] <= 1.0 and lc['n_generated'] == 16 and sum(lc['dice_histogram']['counts']) == 16
   assert 0.0 <= lc['segmenter_dice_heldout'] <= 1.0 and lc['segmenter']['trained_on_real_pairs'] == 16

@@ -1,4 +1,5 @@
-"""Tests of the downstream segmentation study (``fsgan_jax/experiments/segment.py``) on 8 fake CPU devices.
+"""Tests of the downstream segmentation study (``fsgan_jax/experiments/segment.py`` and the ``fsgan_jax/downstream``
+modules it uses: stats, splits, segmenter) on 8 fake CPU devices.
 
 Dice on known cases (per slice, per patient pooled, the empty-empty convention), the bootstrap CI and paired
 differences on known cases, subject-disjoint splits, image / mask alignment of the augmentation, the U-Net's
@@ -15,9 +16,12 @@ import numpy as np
 import pytest
 
 from configs import segment as segment_config
+from fsgan_jax import errors
 from fsgan_jax import masks as masks_lib
 from fsgan_jax.datasets import common
-from fsgan_jax.experiments import classify as cl
+from fsgan_jax.downstream import arms as arms_lib
+from fsgan_jax.downstream import segmenter as segmenter_lib
+from fsgan_jax.downstream import splits, stats
 from fsgan_jax.experiments import segment as sg
 from fsgan_jax.models import unet as unet_lib
 
@@ -32,28 +36,28 @@ def test_dice_known_cases():
   p[1] = False  # empty prediction: Dice 0
   p[2] = np.roll(g[2], 4, axis=1)  # disjoint: Dice 0
   p[3, 2:6, 2:4] = False  # half the tumor: 2 * 8 / (8 + 16)
-  inter, pred, truth = sg.dice_counts(p, g)
+  inter, pred, truth = stats.dice_counts(p, g)
   np.testing.assert_array_equal(inter, [16, 0, 0, 8])
-  np.testing.assert_allclose(sg.dice_from_counts(inter, pred, truth), [1.0, 0.0, 0.0, 2 * 8 / 24])
+  np.testing.assert_allclose(stats.dice_from_counts(inter, pred, truth), [1.0, 0.0, 0.0, 2 * 8 / 24])
   # Both empty: 1 by convention, as masks.dice.
-  assert sg.dice_from_counts([0], [0], [0])[0] == 1.0
+  assert stats.dice_from_counts([0], [0], [0])[0] == 1.0
   rng = np.random.default_rng(0)
   a, b = rng.random((20, 6, 6)) > 0.6, rng.random((20, 6, 6)) > 0.7
   b[0] = a[0] = False
-  np.testing.assert_allclose(sg.dice_from_counts(*sg.dice_counts(a, b)), masks_lib.dice(a, b))
+  np.testing.assert_allclose(stats.dice_from_counts(*stats.dice_counts(a, b)), masks_lib.dice(a, b))
 
 
 def test_dice_per_patient_pools_slices():
   # Patient A: a perfect slice (10 px) and a missed one (30 px): pooled 2 * 10 / (10 + 40) = 0.4, slices 1 and 0.
   # Patient B: one slice with Dice 2 * 5 / (10 + 10) = 0.5.
   inter, pred, truth = np.array([10, 0, 5]), np.array([10, 0, 10]), np.array([10, 30, 10])
-  m = sg.cell_dice(inter, pred, truth, ['A', 'A', 'B'])
+  m = stats.cell_dice(inter, pred, truth, ['A', 'A', 'B'])
   assert m['dice_patient'] == pytest.approx((0.4 + 0.5) / 2)  # every patient weighs the same
   assert m['dice_slice'] == pytest.approx((1.0 + 0.0 + 0.5) / 3)  # every slice weighs the same
-  sums = sg.patient_sums(inter, pred, truth, ['A', 'A', 'B'], ['A', 'B'])
+  sums = stats.patient_sums(inter, pred, truth, ['A', 'A', 'B'], ['A', 'B'])
   np.testing.assert_allclose(sums, [[10, 50, 1.0, 2], [5, 20, 0.5, 1]])
   # A bootstrap replicate that draws A twice counts it twice.
-  np.testing.assert_allclose(sg.dice_from_sums(sums[[0, 0, 1]]), [(0.4 + 0.4 + 0.5) / 3, 2.5 / 5])
+  np.testing.assert_allclose(stats.dice_from_sums(sums[[0, 0, 1]]), [(0.4 + 0.4 + 0.5) / 3, 2.5 / 5])
 
 
 def _fake_cells(values, arms=('real', 'syn1x'), shift=0.0, seeds=(0,)):
@@ -143,11 +147,11 @@ def test_split_subject_disjoint():
 def test_training_pairs_mixing():
   real_x, real_y = np.zeros((6, 4, 4, 1)), np.zeros((6, 4, 4, 1))
   syn = (np.ones((20, 4, 4, 1)), np.ones((20, 4, 4, 1)))
-  x, y = sg.training_pairs(real_x, real_y, syn, cl.parse_arm('syn0.5x'))
+  x, y = sg.training_pairs(real_x, real_y, syn, arms_lib.parse_arm('syn0.5x'))
   assert len(x) == len(y) == 9 and x[:, 0, 0, 0].sum() == 3 and np.array_equal(x, y)  # pairs stay paired
-  x, y = sg.training_pairs(real_x, real_y, syn, cl.parse_arm('syn_only'))
+  x, y = sg.training_pairs(real_x, real_y, syn, arms_lib.parse_arm('syn_only'))
   assert len(x) == 6 and np.all(x == 1) and np.all(y == 1)
-  x, y = sg.training_pairs(real_x, real_y, None, cl.parse_arm('real'), np.full((2, 4, 4, 1), 5.0),
+  x, y = sg.training_pairs(real_x, real_y, None, arms_lib.parse_arm('real'), np.full((2, 4, 4, 1), 5.0),
                            np.zeros((2, 4, 4, 1)))
   assert len(x) == len(y) == 8 and np.all(x[6:] == 5)
 
@@ -157,7 +161,7 @@ def test_downsample_masks_majority():
   m[0, :2, :2] = 1  # full block
   m[0, 2:, :2] = [[1, 1], [0, 0]]  # tie -> background
   m[0, :2, 2:] = [[1, 1], [1, 0]]  # majority
-  np.testing.assert_array_equal(sg.downsample_masks(m, 2)[0, ..., 0], [[1, 1], [0, 0]])
+  np.testing.assert_array_equal(splits.downsample_masks(m, 2)[0, ..., 0], [[1, 1], [0, 0]])
 
 
 # ----------------------------------------------------------------------------------------------------- augmentation
@@ -173,21 +177,21 @@ def test_augmentation_moves_mask_with_image():
   x = np.where(y > 0, 0.8, -1.0).astype(np.float32)
   a = ml_collections.ConfigDict({'hflip': True, 'max_shift': 0.15, 'max_rotate_deg': 20.0, 'brightness': 0.0,
                                  'contrast': 0.0})
-  ax, ay = sg.augment_pairs(jax.random.PRNGKey(3), jnp.asarray(x), jnp.asarray(y), a)
+  ax, ay = segmenter_lib.augment_pairs(jax.random.PRNGKey(3), jnp.asarray(x), jnp.asarray(y), a)
   ax, ay = np.asarray(ax), np.asarray(ay)
   assert set(np.unique(ay)) <= {0.0, 1.0} and not np.array_equal(ay, y)  # moved, still binary
   # Bilinear weights t: image = -1 + 1.8 t, mask = -1 + 2 t; image > -0.1 <=> t > 1/2 <=> mask > 0.
   np.testing.assert_array_equal(ax > -0.1, ay > 0.5)
   # A pure shift moves the mask by as many pixels as the image (centre of mass).
   a.hflip, a.max_rotate_deg = False, 0.0
-  ax, ay = map(np.asarray, sg.augment_pairs(jax.random.PRNGKey(4), jnp.asarray(x), jnp.asarray(y), a))
+  ax, ay = map(np.asarray, segmenter_lib.augment_pairs(jax.random.PRNGKey(4), jnp.asarray(x), jnp.asarray(y), a))
   com = lambda m: np.array(np.nonzero(m)).mean(axis=1)
   for i in range(n):
     moved_mask = com(ay[i, ..., 0]) - com(y[i, ..., 0])
     np.testing.assert_allclose(moved_mask, com(ax[i, ..., 0] > -0.1) - com(x[i, ..., 0] > 0), atol=1e-6)
   # Intensity jitter touches the image only.
   a.brightness, a.contrast = 0.3, 0.3
-  ax, ay = map(np.asarray, sg.augment_pairs(jax.random.PRNGKey(5), jnp.asarray(x), jnp.asarray(y), a))
+  ax, ay = map(np.asarray, segmenter_lib.augment_pairs(jax.random.PRNGKey(5), jnp.asarray(x), jnp.asarray(y), a))
   assert set(np.unique(ay)) <= {0.0, 1.0} and len(np.unique(ax.round(4))) > 2
 
 
@@ -226,7 +230,7 @@ def test_unet_shapes():
 def test_bad_config_names_field(field, value, match):
   config = segment_config.get_config('cpu')
   config.update_from_flattened_dict({field: value})
-  with pytest.raises(cl.ConfigError, match=match) as e:
+  with pytest.raises(errors.ConfigError, match=match) as e:
     sg.validate_config(config, num_devices=4)
   assert '\n' not in str(e.value)
 
@@ -260,8 +264,8 @@ def _fake_data(n_patients=12, slices=4, res=32, size=16):
   part = common.partition(ids, partition_seed=0, test_fraction=0.25, heldout_fraction=0.2, ks=(2,), seeds=(0, 1))
   patients = {f'fewshot_k2_seed{s}': part.fewshot(2, s) for s in (0, 1)}
   patients.update({'heldout': part.heldout, 'test': part.test})
-  table = cl.SliceTable(images.astype(np.float32), subject, np.asarray(area), masks)
-  return sg.StudyData(table, cl.resize_images(table.images, size), sg.downsample_masks(masks, size), patients)
+  table = splits.SliceTable(images.astype(np.float32), subject, np.asarray(area), masks)
+  return sg.StudyData(table, splits.resize_images(table.images, size), splits.downsample_masks(masks, size), patients)
 
 
 def _tiny_config(tmp_path):
@@ -320,6 +324,6 @@ def test_tiny_grid_resumes(tmp_path, monkeypatch):
     assert [i['cells_computed'] for i in json.load(f)] == [4, 0, 1]
   # A changed U-Net refuses the old cells with a one-line error.
   config.unet.num_steps = 4
-  with pytest.raises(cl.ConfigError, match='different config') as e:
+  with pytest.raises(errors.ConfigError, match='different config') as e:
     sg.run(config, workdir)
   assert '\n' not in str(e.value)

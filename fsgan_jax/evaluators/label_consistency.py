@@ -13,7 +13,7 @@
 # limitations under the License.
 """Label consistency of generated image + mask pairs: does the generated mask mark the generated tumor?
 
-A small U-Net (``models/unet.py``, trained exactly as in the segmentation study, ``experiments/segment.Segmenter``)
+A small U-Net (``models/unet.py``, trained exactly as in the segmentation study, ``downstream/segmenter.Segmenter``)
 is fitted to the REAL training pairs; it then segments every generated image, and the Dice between its prediction
 and the mask the generator drew for that image is the pair's label consistency (1 = the segmenter finds exactly the
 generated mask). Reported: mean, median, quartiles and a 10-bin histogram over generated pairs, and, as the ceiling
@@ -32,6 +32,8 @@ import ml_collections
 import numpy as np
 
 from fsgan_jax import masks
+from fsgan_jax.downstream import segmenter as segmenter_lib
+from fsgan_jax.downstream import splits, stats
 
 
 def segmenter_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -50,10 +52,9 @@ def segmenter_config(config: ml_collections.ConfigDict) -> ml_collections.Config
 
 def _pairs(images_uint8: np.ndarray, channels: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """uint8 (N, R, R, channels + m) -> (images in [-1, 1] at ``size``, masks {0, 1} (N, size, size, 1), masks at R)."""
-  from fsgan_jax.experiments import classify, segment  # pylint: disable=g-import-not-at-top
   x = images_uint8.astype(np.float32) / 127.5 - 1.0
   full = masks.binarize(x, channels).any(axis=-1)
-  return classify.resize_images(x[..., :channels], size), segment.downsample_masks(full, size), full
+  return splits.resize_images(x[..., :channels], size), splits.downsample_masks(full, size), full
 
 
 def evaluate(config: ml_collections.ConfigDict, real_uint8: np.ndarray, gen_uint8: np.ndarray, channels: int,
@@ -70,7 +71,6 @@ def evaluate(config: ml_collections.ConfigDict, real_uint8: np.ndarray, gen_uint
     seed: the segmenter's initialisation / batch order.
     heldout: held-out real pairs for model selection and the reference Dice (None: the training pairs).
   """
-  from fsgan_jax.experiments import segment  # pylint: disable=g-import-not-at-top
   seg_config = segmenter_config(config)
   size = seg_config.unet.image_size
   if config.model.resolution % size:
@@ -79,11 +79,11 @@ def evaluate(config: ml_collections.ConfigDict, real_uint8: np.ndarray, gen_uint
   ref = heldout if heldout is not None else real_uint8
   val_x, _, val_full = _pairs(ref, channels, size)
   val_groups = np.arange(len(val_x)).astype(str)  # per-slice selection: no subject ids needed
-  segmenter = segment.Segmenter(seg_config, mesh, channels, int(config.model.resolution))
+  segmenter = segmenter_lib.Segmenter(seg_config, mesh, channels, int(config.model.resolution))
   params, log = segmenter.fit(train_x, train_m, val_x, val_full, val_groups, seed, augment=True)
-  ref_dice = segment.dice_from_counts(*segmenter.score(params, val_x, val_full))
+  ref_dice = stats.dice_from_counts(*segmenter.score(params, val_x, val_full))
   gen_x, _, gen_full = _pairs(gen_uint8, channels, size)
-  dice = segment.dice_from_counts(*segmenter.score(params, gen_x, gen_full))
+  dice = stats.dice_from_counts(*segmenter.score(params, gen_x, gen_full))
   hist, edges = np.histogram(dice, bins=10, range=(0.0, 1.0))
   return {
       'dice_mean': float(dice.mean()), 'dice_median': float(np.median(dice)),

@@ -130,7 +130,7 @@ def _build_list(*args: Any) -> list[Any]:
   return list(args[0])
 
 
-class _TorchScriptUnpickler(torch_pickle._RestrictedUnpickler):
+class _TorchScriptUnpickler(torch_pickle.RestrictedUnpickler):
   """Adds TorchScript module classes and list builders to the allow-list."""
 
   def find_class(self, module: str, name: str) -> Any:

@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 r"""Reproduces the few-shot method comparison of RESULTS.md: every method, the same budget, two shot counts.
 
 For each shot count (the bundled 100-shot TCGA-LGG FLAIR set, and its first 10 images — 10 different patients)
@@ -28,6 +41,8 @@ from absl import app, flags, logging
 import jax
 import ml_collections
 
+from fsgan_jax import default_config, evaluate, train
+
 METHODS = ('fastgan', 'apa', 'gmm', 'finetune', 'cdc', 'ewc', 'minegan')
 TRANSFER = ('finetune', 'cdc', 'ewc', 'minegan')
 LABELS = {'fastgan': 'FastGAN (scratch)', 'apa': 'FastGAN + APA', 'gmm': 'FastGAN + GMM latent',
@@ -48,7 +63,6 @@ flags.DEFINE_bool('table_only', False, 'Only collect finished cells and write th
 
 def load_config(configs_dir: str, method: str, variant: str) -> ml_collections.ConfigDict:
   """``configs/<method>.py``'s ``get_config(variant)`` (``fastgan.py`` takes no variant: the CPU budget is applied)."""
-  from fsgan_jax import default_config  # pylint: disable=g-import-not-at-top
   name = CONFIG_FILE.get(method, f'{method}.py')
   path = os.path.join(configs_dir, name)
   if not os.path.exists(path):
@@ -85,7 +99,6 @@ def train_cell(config: ml_collections.ConfigDict, workdir: str) -> float:
 
   Seconds spent by earlier, interrupted invocations are kept in ``WORKDIR/train_seconds.json`` and added.
   """
-  from fsgan_jax import train  # pylint: disable=g-import-not-at-top
   os.makedirs(workdir, exist_ok=True)
   spent_path = os.path.join(workdir, 'train_seconds.json')
   spent = (_read_json(spent_path) or {}).get('seconds', 0.0)
@@ -103,7 +116,6 @@ def train_cell(config: ml_collections.ConfigDict, workdir: str) -> float:
 
 def run_cell(method: str, shots: int, out: str, source: Optional[str]) -> dict[str, Any]:
   """Trains and evaluates one (method, shots) cell; reuses whatever is finished."""
-  from fsgan_jax import evaluate  # pylint: disable=g-import-not-at-top
   workdir = os.path.join(out, f'{shots}shot', method)
   result_path = os.path.join(workdir, 'cell.json')
   cell = _read_json(result_path) or {}

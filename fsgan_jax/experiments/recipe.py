@@ -44,7 +44,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from fsgan_jax import fileio, train
+from fsgan_jax import config_lib, fileio, gan
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, 'configs', 'recipe.py')
@@ -82,16 +82,16 @@ def arm_config(arm: str):
 def measure_step_ms(arm: str, steps: int) -> dict[str, float]:
   """Compile s and median step ms of ``arm``'s training step on this machine (synthetic images)."""
   config = arm_config(arm)
-  mesh = train.make_mesh()
-  train.validate_config(config, mesh.devices.size)
-  setup = train.build_setup(config)
-  r, c = config.model.resolution, train.num_channels(config)
+  mesh = gan.make_mesh()
+  config_lib.validate(config, mesh.devices.size)
+  setup = gan.build_setup(config)
+  r, c = config.model.resolution, config_lib.num_channels(config)
   images = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (100, r, r, c)).astype(np.float32),
                           NamedSharding(mesh, P()))
-  consts = train.make_consts(config, setup, mesh, images.shape[0])
-  state = train.create_state(config, setup, mesh)
+  consts = gan.make_consts(config, setup, mesh, images.shape[0])
+  state = gan.create_state(config, setup, mesh)
   t = time.perf_counter()
-  step = train.make_train_step(config, setup, mesh).lower(state, images, consts).compile()
+  step = gan.make_train_step(config, setup, mesh).lower(state, images, consts).compile()
   compile_s = time.perf_counter() - t
   state, m = step(state, images, consts)
   jax.block_until_ready(m)

@@ -13,16 +13,16 @@
 # limitations under the License.
 r"""Downstream study: do a few-shot GAN's synthetic image + mask pairs help a tumor segmenter?
 
-The segmentation counterpart of ``experiments/classify.py`` (whose data handling, GAN training, bootstrap, paired
-comparison and result writers it reuses). For every cell (arm, k, seed) a small U-Net (``models/unet.py``) is
-trained with jitted data-parallel steps (parameters replicated, batches sharded over a 1-D ``('data',)`` mesh)
-and scored on held-out test patients. One command runs the whole grid, resumably, and writes
-``<results_prefix>.json/.md/.png``::
+The segmentation counterpart of ``experiments/classify.py`` (whose GAN training it reuses; data handling, bootstrap,
+paired comparison and result writers are the shared ``downstream`` modules). For every cell (arm, k, seed) a small
+U-Net (``downstream/segmenter.py``) is trained with jitted data-parallel steps (parameters replicated, batches
+sharded over a 1-D ``('data',)`` mesh) and scored on held-out test patients. One command runs the whole grid,
+resumably, and writes ``<results_prefix>.json/.md/.png``::
 
   python -m fsgan_jax.experiments.segment --config=configs/segment.py:cpu --workdir=/tmp/segment_cpu
 
-Splits (``make_split``: ``classify.make_split`` with the k patients as their own "negatives' pool", so every
-patient-disjointness check is the classifier study's):
+Splits (``make_split``: ``downstream/splits.make_split`` with the k patients as their own "negatives' pool", so
+every patient-disjointness check is the classifier study's):
 
 * train = the tumor slices (area >= ``data.min_tumor_area``) of the k patients of ``fewshot_k{k}_seed{S}``, with
   their masks; the GAN of cell (k, seed) trains on exactly these image + mask pairs and nothing else. With
@@ -32,14 +32,14 @@ patient-disjointness check is the classifier study's):
   per-patient Dice); test = the ``test`` patients' tumor slices. Slices with 0 < area < min_tumor_area are left out
   everywhere (ambiguous specks, as in the classifier study).
 
-Arms (``classify.parse_arm``): ``real``; ``real_aug`` (random flip, shift and rotation applied identically to image
-and mask, the mask warped bilinearly as -1/+1 and thresholded at 0, plus brightness / contrast jitter on the image
-only); ``syn{r}x`` (real + ``synthetic_count(n, r)`` synthetic pairs); ``syn_only`` (n synthetic pairs, no real
-one). Synthetic pairs: the GAN generates (R, R, C + 1) arrays, image = the first C channels, mask = the last one
-binarised at ``masks.MASK_THRESHOLD`` (0 in [-1, 1]).
+Arms (``downstream/arms.parse_arm``): ``real``; ``real_aug`` (random flip, shift and rotation applied identically
+to image and mask, the mask warped bilinearly as -1/+1 and thresholded at 0, plus brightness / contrast jitter on
+the image only); ``syn{r}x`` (real + ``synthetic_count(n, r)`` synthetic pairs); ``syn_only`` (n synthetic pairs,
+no real one). Synthetic pairs: the GAN generates (R, R, C + 1) arrays, image = the first C channels, mask = the last
+one binarised at ``masks.MASK_THRESHOLD`` (0 in [-1, 1]).
 
-Metric (``dice_counts``, ``cell_dice``): the U-Net's logits are upsampled (bilinear) to the dataset resolution and
-thresholded at 0 (sigmoid > 0.5). Per-patient Dice pools all of a test patient's slices, 2 sum|P n G| /
+Metric (``stats.dice_counts``, ``stats.cell_dice``): the U-Net's logits are upsampled (bilinear) to the dataset
+resolution and thresholded at 0 (sigmoid > 0.5). Per-patient Dice pools all of a test patient's slices, 2 sum|P n G| /
 (sum|P| + sum|G|), and is averaged over patients (every patient weighs the same); per-slice Dice is the mean over
 all test slices (patients with many tumor slices weigh more). Empty prediction and empty truth counts as Dice 1
 (cannot happen on tumor slices, but keeps the definition total). Confidence intervals: percentile bootstrap that
@@ -50,9 +50,7 @@ resamples test patients and, with ``resample_seeds``, the seeds, jointly for all
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import os
 import time
 from typing import Any, Optional, Sequence
@@ -61,50 +59,50 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
+from fsgan_jax import errors, gan
 from fsgan_jax import masks as masks_lib
-from fsgan_jax import train
+from fsgan_jax.downstream import arms as arms_lib
+from fsgan_jax.downstream import cells as cells_lib
+from fsgan_jax.downstream import dataset, reports, samples, splits, stats
+from fsgan_jax.downstream import segmenter as segmenter_lib
 from fsgan_jax.experiments import classify as cl
-from fsgan_jax.models import unet as unet_lib
 
-ConfigError = cl.ConfigError
-METRICS = ('dice_patient', 'dice_slice')
+METRICS = stats.DICE_METRICS  # ('dice_patient', 'dice_slice')
 METRIC_TITLES = {'dice_patient': 'Dice per patient', 'dice_slice': 'Dice per slice'}
-_FIELDS = 'data/unet/augment/gan'  # the config sections a cell depends on (its fingerprint)
+MODEL_SECTION = 'unet'  # the model's config section (with data, augment and gan: a cell's fingerprint)
 
 
 # ------------------------------------------------------------------------------------------------------- validation
 
 
-def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> list[cl.Arm]:
+def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> list[arms_lib.Arm]:
   """Checks every field the study uses (one-line ConfigError naming it); returns the parsed arms."""
-  arms = cl.validate_grid(config)
+  arms = arms_lib.validate_grid(config)
   d, u = config.data, config.unet
   if d.min_tumor_area < 1:
-    raise ConfigError(f'config.data.min_tumor_area={d.min_tumor_area} must be >= 1')
+    raise errors.ConfigError(f'config.data.min_tumor_area={d.min_tumor_area} must be >= 1')
   if any(not isinstance(k, int) or k < 1 for k in d.extra_ks):
-    raise ConfigError(f'config.data.extra_ks={tuple(d.extra_ks)}: need integers >= 1')
+    raise errors.ConfigError(f'config.data.extra_ks={tuple(d.extra_ks)}: need integers >= 1')
   if not u.widths or min(u.widths) < 1:
-    raise ConfigError(f'config.unet.widths={tuple(u.widths)} must be non-empty and positive')
+    raise errors.ConfigError(f'config.unet.widths={tuple(u.widths)} must be non-empty and positive')
   factor = 2 ** (len(u.widths) - 1)
   if u.image_size < 8 or d.resolution % u.image_size or u.image_size % factor:
-    raise ConfigError(f'config.unet.image_size={u.image_size} must be >= 8, divide config.data.resolution='
-                      f'{d.resolution} and be divisible by {factor} (2 ** (len(widths) - 1))')
+    raise errors.ConfigError(f'config.unet.image_size={u.image_size} must be >= 8, divide config.data.resolution='
+                             f'{d.resolution} and be divisible by {factor} (2 ** (len(widths) - 1))')
   if u.activation not in ('relu', 'silu'):
-    raise ConfigError(f"config.unet.activation={u.activation!r}: choose 'relu' or 'silu'")
-  cl.validate_batches(u, 'unet', num_devices)
+    raise errors.ConfigError(f"config.unet.activation={u.activation!r}: choose 'relu' or 'silu'")
+  arms_lib.validate_batches(u, 'unet', num_devices)
   for name in ('num_steps', 'eval_every', 'groups'):
     if getattr(u, name) < 1:
-      raise ConfigError(f'config.unet.{name}={getattr(u, name)} must be >= 1')
+      raise errors.ConfigError(f'config.unet.{name}={getattr(u, name)} must be >= 1')
   if not u.lr > 0 or u.weight_decay < 0 or u.dice_weight < 0:
-    raise ConfigError(f'config.unet.lr={u.lr} / weight_decay={u.weight_decay} / dice_weight={u.dice_weight}: need '
-                      'lr > 0, the others >= 0')
-  cl.validate_bootstrap(config.metrics)
-  cl.validate_gan(config, arms, num_devices)
+    raise errors.ConfigError(f'config.unet.lr={u.lr} / weight_decay={u.weight_decay} / dice_weight={u.dice_weight}: '
+                             'need lr > 0, the others >= 0')
+  arms_lib.validate_bootstrap(config.metrics)
+  arms_lib.validate_gan(config, arms, num_devices)
   return arms
 
 
@@ -113,11 +111,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
 
 def split_names(k: int, seed: int) -> dict[str, str]:
   """Role -> dataset split name for cell (k, seed) (the classifier's, with the k patients as their own pool)."""
-  return cl.split_names(k, seed, k)
+  return splits.split_names(k, seed, k)
 
 
 def make_split(subject: np.ndarray, tumor_area: np.ndarray, patients: dict[str, Sequence[str]], k: int, seed: int,
-               min_tumor_area: int) -> cl.CellSplit:
+               min_tumor_area: int) -> splits.CellSplit:
   """Slice indices per role of cell (k, seed) (rules: module docstring).
 
   ``train_pos`` (= ``gan_train``) are the k patients' tumor slices, ``train_neg`` their empty-mask slices,
@@ -126,76 +124,21 @@ def make_split(subject: np.ndarray, tumor_area: np.ndarray, patients: dict[str, 
   Raises:
     ValueError: the splits overlap or one is missing (a wrong dataset).
   """
-  return cl.make_split(subject, tumor_area, patients, k, seed, k, min_tumor_area)
-
-
-def downsample_masks(masks: np.ndarray, size: int) -> np.ndarray:
-  """Binary (N, R, R) masks -> float32 {0, 1} (N, size, size, 1) by block majority (ties -> background), as the
-  dataset builder downsamples its masks; ``R`` must be a multiple of ``size``."""
-  m = np.asarray(masks) > 0
-  n, r = m.shape[0], m.shape[1]
-  if r % size:
-    raise ValueError(f'mask size {r} is not a multiple of {size}')
-  f = r // size
-  frac = m.reshape(n, size, f, size, f).mean(axis=(2, 4))
-  return (frac > 0.5).astype(np.float32)[..., None]
+  return splits.make_split(subject, tumor_area, patients, k, seed, k, min_tumor_area)
 
 
 def training_pairs(real_images: np.ndarray, real_masks: np.ndarray, synthetic: Optional[tuple[np.ndarray, np.ndarray]],
-                   arm: cl.Arm, empty_images: Optional[np.ndarray] = None,
+                   arm: arms_lib.Arm, empty_images: Optional[np.ndarray] = None,
                    empty_masks: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
   """The (images, masks) the U-Net of ``arm`` trains on: real tumor pairs and / or the first ``synthetic_count``
-  synthetic pairs (``classify.positive_pool`` rules), plus the empty-mask slices if given."""
+  synthetic pairs (``arms.positive_pool`` rules), plus the empty-mask slices if given."""
   syn_images, syn_masks = synthetic if synthetic is not None else (None, None)
-  images = cl.positive_pool(real_images, syn_images, arm)
-  masks = cl.positive_pool(real_masks, syn_masks, arm)
+  images = arms_lib.positive_pool(real_images, syn_images, arm)
+  masks = arms_lib.positive_pool(real_masks, syn_masks, arm)
   if empty_images is not None and len(empty_images):
     images = np.concatenate([images, empty_images.astype(np.float32)])
     masks = np.concatenate([masks, empty_masks.astype(np.float32)])
   return images, masks
-
-
-# ----------------------------------------------------------------------------------------------------------- metrics
-
-
-def dice_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Per-slice |P n G|, |P| and |G| of boolean (N, ...) masks (enough for every Dice variant and the bootstrap)."""
-  p = np.asarray(pred, bool).reshape(len(pred), -1)
-  g = np.asarray(truth, bool).reshape(len(truth), -1)
-  return (p & g).sum(axis=1), p.sum(axis=1), g.sum(axis=1)
-
-
-def dice_from_counts(inter: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-  """2 |P n G| / (|P| + |G|) elementwise; 1 where both are empty (the convention of ``masks.dice``)."""
-  inter, total = np.asarray(inter, np.float64), np.asarray(pred, np.float64) + np.asarray(truth, np.float64)
-  return np.where(total > 0, 2.0 * inter / np.maximum(total, 1.0), 1.0)
-
-
-def patient_sums(inter: np.ndarray, pred: np.ndarray, truth: np.ndarray, patients: Sequence[str],
-                 names: Sequence[str]) -> np.ndarray:
-  """Per patient of ``names``: [sum |P n G|, sum |P| + |G|, sum of slice Dice, slice count], shape (len(names), 4)."""
-  patients = np.asarray(patients)
-  slice_dice = dice_from_counts(inter, pred, truth)
-  total = np.asarray(pred, np.float64) + np.asarray(truth, np.float64)
-  out = np.zeros((len(names), 4))
-  for i, p in enumerate(names):
-    sel = patients == p
-    out[i] = [np.sum(np.asarray(inter, np.float64)[sel]), total[sel].sum(), slice_dice[sel].sum(), sel.sum()]
-  return out
-
-
-def dice_from_sums(sums: np.ndarray) -> np.ndarray:
-  """[per-patient Dice (mean over patients), per-slice Dice (mean over slices)] from ``patient_sums`` rows (..., P, 4),
-  a patient drawn twice counting twice (the bootstrap)."""
-  per_patient = np.where(sums[..., 1] > 0, 2.0 * sums[..., 0] / np.maximum(sums[..., 1], 1.0), 1.0)
-  return np.stack([per_patient.mean(axis=-1), sums[..., 2].sum(axis=-1) / sums[..., 3].sum(axis=-1)], axis=-1)
-
-
-def cell_dice(inter: np.ndarray, pred: np.ndarray, truth: np.ndarray, patients: Sequence[str]) -> dict[str, float]:
-  """The reported metrics of one set of slices: per-patient and per-slice Dice."""
-  names = sorted(set(np.asarray(patients).tolist()))
-  values = dice_from_sums(patient_sums(inter, pred, truth, patients, names))
-  return dict(zip(METRICS, map(float, values)))
 
 
 # ------------------------------------------------------------------------------------------------------------- GAN
@@ -205,112 +148,22 @@ def synthetic_pairs(config: ml_collections.ConfigDict, workdir: str, gan_dir: st
                     channels: int) -> tuple[np.ndarray, np.ndarray]:
   """``num`` synthetic (images (N, R, R, C) in [-1, 1], binary masks (N, R, R)) of the cell's image + mask GAN."""
   cache_dir = os.path.join(workdir, 'gans', f'k{k}_seed{seed}')
-  out = cl.synthetic_images(gan_dir, num, seed, config.gan.sample_batch, cache_dir)
+  out = samples.synthetic_images(gan_dir, num, seed, config.gan.sample_batch, cache_dir)
   if out.shape[-1] != channels + 1:
-    raise ConfigError(f'config.gan.workdir: the generator in {gan_dir} makes {out.shape[-1]} channels, expected '
-                      f'{channels} image + 1 mask (train it with model.mask_channels=1)')
+    raise errors.ConfigError(f'config.gan.workdir: the generator in {gan_dir} makes {out.shape[-1]} channels, expected '
+                             f'{channels} image + 1 mask (train it with model.mask_channels=1)')
   images, labels = masks_lib.split(out, channels)
   return images, labels[..., 0]
 
 
-# ------------------------------------------------------------------------------------------------------------ U-Net
-
-
-def augment_pairs(key: jax.Array, images: jax.Array, masks: jax.Array,
-                  a: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
-  """``classify.augment_batch`` on image + mask pairs: the mask (N, H, W, 1) in {0, 1} rides along as a -1/+1
-  channel, so it gets exactly the image's flip, shift and rotation (bilinear, background -1) and no intensity
-  jitter, and is re-binarised at ``masks.MASK_THRESHOLD`` (0, i.e. more than half tumor after interpolation)."""
-  channels = images.shape[-1]
-  xy = cl.augment_batch(key, jnp.concatenate([images, 2.0 * masks - 1.0], axis=-1), a.hflip, a.max_shift,
-                        a.max_rotate_deg, a.brightness, a.contrast, jitter_channels=channels)
-  return xy[..., :channels], (xy[..., channels:] > masks_lib.MASK_THRESHOLD).astype(jnp.float32)
-
-
-class Segmenter(cl.DataParallelModel):
-  """The U-Net, optimizer and jitted data-parallel train / score functions (compiled once per study)."""
-
-  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, channels: int, resolution: int):
-    u = config.unet
-    self.config = config
-    model = unet_lib.UNet(tuple(u.widths), u.groups, 1, u.activation)
-    tx = optax.adamw(u.lr, weight_decay=u.weight_decay)
-
-    def loss_fn(params, x, y):  # BCE + soft Dice (per image): the Dice term keeps small tumors from being ignored
-      logits = model.apply({'params': params}, x)
-      bce = optax.sigmoid_binary_cross_entropy(logits, y).mean()
-      p = jax.nn.sigmoid(logits)
-      soft_dice = (2 * (p * y).sum(axis=(1, 2, 3)) + 1.0) / (p.sum(axis=(1, 2, 3)) + y.sum(axis=(1, 2, 3)) + 1.0)
-      return bce + u.dice_weight * (1.0 - soft_dice).mean()
-
-    def step(params, opt_state, x, y, key, augment):
-      if augment:
-        x, y = augment_pairs(key, x, y, config.augment)
-      loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return optax.apply_updates(params, updates), opt_state, loss
-
-    def score(params, arrays):  # -> (B, 3): |P n G|, |P|, |G| at the dataset resolution
-      x, truth = arrays
-      logits = model.apply({'params': params}, x)
-      logits = jax.image.resize(logits, (x.shape[0], resolution, resolution, 1), 'bilinear')[..., 0]
-      pred, g = logits > 0.0, truth > 0
-      return jnp.stack([(pred & g).sum(axis=(1, 2)), pred.sum(axis=(1, 2)), g.sum(axis=(1, 2))], axis=1)
-
-    super().__init__(mesh, model, tx, (1, u.image_size, u.image_size, channels), step, score, u.eval_batch_size)
-
-  def score(self, params: Any, images: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``dice_counts`` of the predicted masks of ``images`` (U-Net size) against ``truth`` (N, R, R) at the dataset
-    resolution."""
-    counts = self.evaluate(params, images, truth).astype(np.int64)
-    return counts[:, 0], counts[:, 1], counts[:, 2]
-
-  def fit(self, images: np.ndarray, masks: np.ndarray, val_images: np.ndarray, val_truth: np.ndarray,
-          val_patients: np.ndarray, seed: int, augment: bool) -> tuple[Any, dict[str, Any]]:
-    """Trains from ``seed`` on (images, masks (N, s, s, 1) in {0, 1}) with uniform batches (with replacement);
-    returns the params of the best validation per-patient Dice and a log."""
-    u = self.config.unet
-    params, opt_state = self.init(seed)
-    rng = np.random.default_rng(seed)
-    key = jax.random.PRNGKey(seed + 1)
-    best = (-1.0, 0, None)
-    history = []
-    for step in range(1, u.num_steps + 1):
-      take = rng.integers(len(images), size=u.batch_size)
-      params, opt_state, loss = self._steps[augment](params, opt_state, jax.device_put(images[take], self.data),
-                                                     jax.device_put(masks[take], self.data),
-                                                     jax.random.fold_in(key, step))
-      if step % u.eval_every == 0 or step == u.num_steps:
-        loss = float(loss)
-        if not np.isfinite(loss):
-          raise FloatingPointError(f'non-finite U-Net loss at step {step}')
-        val = cell_dice(*self.score(params, val_images, val_truth), val_patients)
-        history.append({'step': step, 'loss': loss, **{f'val_{n}': v for n, v in val.items()}})
-        if val['dice_patient'] > best[0]:
-          best = (val['dice_patient'], step, jax.device_get(params))
-    return jax.device_put(best[2], self.repl), {'best_step': best[1], 'best_val_dice_patient': best[0],
-                                                'history': history}
-
-
 # ------------------------------------------------------------------------------------------------------------- grid
-
-
-def fingerprint(config: ml_collections.ConfigDict) -> str:
-  """Hash of the fields that change what a cell computes (not the grid's extent, metrics or output paths)."""
-  keep = {'data': {k: v for k, v in config.data.to_dict().items() if k not in ('manual_dir', 'tfds_data_dir')},
-          'unet': config.unet.to_dict(), 'augment': config.augment.to_dict(), 'gan': config.gan.to_dict()}
-  return hashlib.sha256(json.dumps(keep, sort_keys=True, default=list).encode()).hexdigest()[:16]
-
-
-def _cell_path(workdir: str, arm: str, k: int, seed: int) -> str:
-  return os.path.join(workdir, 'cells', cl.cell_name(arm, k, seed) + '.json')
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyData:
   """What every cell reads: the slice table (with masks at the dataset resolution), the U-Net-size images and
   masks, and split name -> patient ids."""
-  table: cl.SliceTable
+  table: splits.SliceTable
   small_images: np.ndarray
   small_masks: np.ndarray
   patients: dict[str, tuple[str, ...]]
@@ -318,15 +171,16 @@ class StudyData:
 
 def load_data(config: ml_collections.ConfigDict, workdir: str) -> StudyData:
   """Builds (if needed) and reads the dataset once for the whole grid."""
-  data_dir, cfg_name = cl.prepare_dataset(config, workdir)
+  data_dir, cfg_name = dataset.prepare_dataset(config, workdir)
   names = {'heldout', 'test'} | {split_names(k, s)['fewshot'] for k in config.ks for s in config.seeds}
-  table, patients = cl.load_table(config, data_dir, cfg_name, names=sorted(names), with_masks=True)
+  table, patients = dataset.load_table(config, data_dir, cfg_name, names=sorted(names), with_masks=True)
   size = config.unet.image_size
-  return StudyData(table, cl.resize_images(table.images, size), downsample_masks(table.masks, size), patients)
+  return StudyData(table, splits.resize_images(table.images, size), splits.downsample_masks(table.masks, size),
+                   patients)
 
 
-def _run_group(config: ml_collections.ConfigDict, workdir: str, arms: list[cl.Arm], group: list[cl.Arm], k: int,
-               seed: int, data: StudyData, model: Segmenter, fp: str) -> int:
+def _run_group(config: ml_collections.ConfigDict, workdir: str, arms: list[arms_lib.Arm], group: list[arms_lib.Arm],
+               k: int, seed: int, data: StudyData, model: segmenter_lib.Segmenter, fp: str) -> int:
   """Computes the unfinished arms ``group`` of (k, seed): one split, one image + mask GAN (if any arm is
   synthetic), one U-Net per arm; writes each cell's JSON as soon as it is done. Returns the cells computed."""
   table = data.table
@@ -340,10 +194,10 @@ def _run_group(config: ml_collections.ConfigDict, workdir: str, arms: list[cl.Ar
       gan_seconds = cl.train_gan(config, gan_dir, table.images[split.gan_train], seed,
                                  masks=table.masks[split.gan_train])
     t0 = time.perf_counter()
-    n_syn = max(cl.synthetic_count(n_real, a.ratio) for a in arms if a.synthetic)
+    n_syn = max(arms_lib.synthetic_count(n_real, a.ratio) for a in arms if a.synthetic)
     images, labels = synthetic_pairs(config, workdir, gan_dir, n_syn, seed, k, channels)
     size = config.unet.image_size
-    synthetic = (cl.resize_images(images, size), downsample_masks(labels, size))
+    synthetic = (splits.resize_images(images, size), splits.downsample_masks(labels, size))
     gan_seconds += time.perf_counter() - t0
   empty = split.train_neg if config.data.train_empty_slices else split.train_neg[:0]
   val_patients = table.subject[split.val_pos]
@@ -359,17 +213,17 @@ def _run_group(config: ml_collections.ConfigDict, workdir: str, arms: list[cl.Ar
         'arm': arm.name, 'k': k, 'seed': seed, 'fingerprint': fp, 'best_step': log['best_step'],
         'best_val_dice_patient': log['best_val_dice_patient'], 'history': log['history'],
         'n_real': n_real if arm.real_positives else 0,
-        'n_synthetic': cl.synthetic_count(n_real, arm.ratio) if arm.synthetic else 0, 'n_empty': int(len(empty)),
+        'n_synthetic': arms_lib.synthetic_count(n_real, arm.ratio) if arm.synthetic else 0, 'n_empty': int(len(empty)),
         'patients': {'train': split.patients['train_pos'], 'val': split.patients['val'],
                      'test': split.patients['test']}, 'gan_workdir': gan_dir,
         'test': {'inter': inter.tolist(), 'pred': pred.tolist(), 'truth': truth.tolist(), 'patients': test_patients},
     }
-    cell['test_metrics'] = cell_dice(inter, pred, truth, test_patients)
+    cell['test_metrics'] = stats.cell_dice(inter, pred, truth, test_patients)
     # The GAN's time is booked to the group's first cell, so the sum over cells is the grid's compute.
     cell['seconds'] = time.perf_counter() - t0 + (gan_seconds if arm is group[0] else 0.0)
     if jax.process_index() == 0:
-      cl._write_json(_cell_path(workdir, arm.name, k, seed), cell)  # pylint: disable=protected-access
-    logging.info('cell %s: %s (%.1f s)', cl.cell_name(arm.name, k, seed),
+      cells_lib.write_json(cells_lib.cell_path(workdir, arm.name, k, seed), cell)
+    logging.info('cell %s: %s (%.1f s)', cells_lib.cell_name(arm.name, k, seed),
                  ', '.join(f'{n}={v:.3f}' for n, v in cell['test_metrics'].items()), cell['seconds'])
   return len(group)
 
@@ -380,20 +234,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   arms = validate_config(config, jax.device_count())
   workdir = os.path.abspath(workdir)
   os.makedirs(os.path.join(workdir, 'cells'), exist_ok=True)
-  fp = fingerprint(config)
-  read = lambda a, k, s: cl._read_cell(_cell_path(workdir, a, k, s), fp, _FIELDS)  # pylint: disable=protected-access
+  fp = cells_lib.fingerprint(config, MODEL_SECTION)
+  read = lambda a, k, s: cells_lib.read_cell(cells_lib.cell_path(workdir, a, k, s), fp, MODEL_SECTION)
   todo = {(a.name, k, s) for a in arms for k in config.ks for s in config.seeds if read(a.name, k, s) is None}
   logging.info('%d of %d cells to compute', len(todo), len(arms) * len(config.ks) * len(config.seeds))
   computed = 0
   if todo:
     data = load_data(config, workdir)
-    model = Segmenter(config, train.make_mesh(), data.table.images.shape[-1], data.table.masks.shape[1])
+    model = segmenter_lib.Segmenter(config, gan.make_mesh(), data.table.images.shape[-1], data.table.masks.shape[1])
     for k, seed in itertools.product(config.ks, config.seeds):  # one GAN per (k, seed), shared by its arms
       group = [a for a in arms if (a.name, k, seed) in todo]
       computed += _run_group(config, workdir, arms, group, k, seed, data, model, fp) if group else 0
   cells = {(a.name, k, s): read(a.name, k, s) for a in arms for k in config.ks for s in config.seeds}
-  return cl.finish_run(summarize(cells, config), config, workdir, computed, time.perf_counter() - t_start, cells,
-                       markdown, METRICS, METRIC_TITLES)
+  return reports.finish_run(summarize(cells, config), config, workdir, computed, time.perf_counter() - t_start,
+                            cells, markdown, METRICS, METRIC_TITLES)
 
 
 def summarize(cells: dict[tuple[str, int, int], dict[str, Any]], config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -409,17 +263,17 @@ def summarize(cells: dict[tuple[str, int, int], dict[str, Any]], config: ml_coll
   for (i, a), (j, k), (s, seed) in ((x, y, z) for x in enumerate(arms) for y in enumerate(ks)
                                     for z in enumerate(seeds)):
     t = cells[(a, k, seed)]['test']
-    sums[i, j, s] = patient_sums(t['inter'], t['pred'], t['truth'], t['patients'], names)
-  point = dice_from_sums(sums)  # (arm, k, seed, metric)
+    sums[i, j, s] = stats.patient_sums(t['inter'], t['pred'], t['truth'], t['patients'], names)
+  point = stats.dice_from_sums(sums)  # (arm, k, seed, metric)
 
   def stat(patient_idx: np.ndarray, seed_idx: np.ndarray) -> np.ndarray:
-    per_seed = dice_from_sums(sums[:, :, :, patient_idx])
+    per_seed = stats.dice_from_sums(sums[:, :, :, patient_idx])
     if not mcfg.resample_seeds:
       seed_idx = np.arange(len(seeds))
     return per_seed[:, :, seed_idx].mean(axis=2)  # (arm, k, metric)
 
-  boot = cl.bootstrap(stat, (len(names), len(seeds)), mcfg.n_boot, seed=0)  # (B, arm, k, metric)
-  table, paired = cl.tabulate(point, boot, arms, ks, METRICS, mcfg.level)
+  boot = stats.bootstrap(stat, (len(names), len(seeds)), mcfg.n_boot, seed=0)  # (B, arm, k, metric)
+  table, paired = stats.tabulate(point, boot, arms, ks, METRICS, mcfg.level)
   truth = np.asarray(first['test']['truth'])
   return {'metrics': table, 'paired_vs_real': paired, 'arms': arms, 'ks': ks, 'seeds': seeds,
           'n_test_patients': len(names), 'n_test_slices': int(len(truth)),
@@ -448,12 +302,12 @@ def markdown(summary: dict[str, Any]) -> str:
   cfg = summary.get('config')
   if cfg:
     u = cfg['unet']
-    lines += [f'Settings: {cl.gan_settings(cfg)}, image + mask channels; U-Net {u["image_size"]} px, widths '
+    lines += [f'Settings: {reports.gan_settings(cfg)}, image + mask channels; U-Net {u["image_size"]} px, widths '
               f'{tuple(u["widths"])}, {u["num_steps"]} steps, batch {u["batch_size"]}, model selection on validation '
               f'per-patient Dice every {u["eval_every"]} steps; training slices: the k patients\' tumor slices'
               f'{" + their empty-mask slices" if cfg["data"]["train_empty_slices"] else ""}.', '']
-  lines += cl.compute_lines(run_info) + cl.verdicts(summary, METRICS, METRIC_TITLES) + ['']
-  return '\n'.join(lines + cl.result_tables(summary, METRICS, METRIC_TITLES))
+  lines += reports.compute_lines(run_info) + reports.verdicts(summary, METRICS, METRIC_TITLES) + ['']
+  return '\n'.join(lines + reports.result_tables(summary, METRICS, METRIC_TITLES))
 
 
 # -------------------------------------------------------------------------------------------------------------- CLI

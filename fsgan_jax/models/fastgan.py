@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """FastGAN generator and discriminator (Liu et al., ICLR 2021), faithful to the official PyTorch code.
 
 Reference: B. Liu, Y. Zhu, K. Song, A. Elgammal, "Towards Faster and Stabilized GAN Training for High-fidelity
@@ -7,7 +20,7 @@ Submodule names mirror the PyTorch ``state_dict`` paths (``feat_8`` / ``main.1``
 ``('feat_8', '1', 'kernel')`` corresponds to the PyTorch key ``feat_8.1.weight_orig`` and converting official
 checkpoints is a rename plus transpose (see ``fsgan_jax/convert.py``).
 
-Official behaviours kept on purpose (DESIGN.md section 5):
+Official behaviours kept on purpose (README, "Faithfulness to the official FastGAN"):
 * ``tanh`` is applied to the outputs only at 1024 px; at 256/512 the outputs are raw. ``Generator.tanh``
   (None = faithful) switches it.
 * Every conv is spectrally normalised with one power iteration per call in train mode.

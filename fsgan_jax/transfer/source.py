@@ -1,3 +1,16 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """The source GAN of a transfer run: load it from its training workdir and start the target from it.
 
 A source is any fsgan_jax FastGAN workdir (``configs/pretrain_source.py`` trains one on healthy brains). The
@@ -9,23 +22,17 @@ EMA, D from the source D; the optimisers start fresh and the step at 0.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fsgan_jax import checkpointing, fileio
+from fsgan_jax import config_lib, errors, fileio, workdir as workdir_lib
 from fsgan_jax.train_state import TrainState
 
-# Target fields that must equal the source's.
-MATCH_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'model.tanh',
-                'data.channels')
-
-
-class SourceError(ValueError):
-  """The source workdir is missing, incomplete or incompatible with the target config."""
+SourceError = errors.SourceError
 
 
 def _get(config: ml_collections.ConfigDict, field: str) -> Any:
@@ -41,7 +48,6 @@ def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections
   Raises:
     SourceError: naming the workdir and the field when it is missing, untrained, or differs from the target.
   """
-  from fsgan_jax import train  # pylint: disable=g-import-not-at-top
   workdir = config.transfer.source_workdir
   if not workdir:
     raise SourceError(f'config.transfer.method={config.transfer.method!r} needs config.transfer.source_workdir '
@@ -50,32 +56,30 @@ def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections
   if not fileio.isdir(workdir):
     raise SourceError(f'config.transfer.source_workdir={workdir!r} is not a directory')
   try:
-    src_config = train.read_config(workdir)
-  except (FileNotFoundError, train.ConfigError) as e:
+    src_config = workdir_lib.read_config(workdir)
+  except (FileNotFoundError, errors.ConfigError) as e:
     raise SourceError(f'config.transfer.source_workdir: {e}') from None
-  for field in MATCH_FIELDS:
+  for field in workdir_lib.MODEL_FIELDS:
     a, b = _get(src_config, field), _get(config, field)
     if a != b:
       raise SourceError(f'config.{field}={b!r} differs from the source workdir {workdir} ({field}={a!r}); '
                         'transfer needs the same architecture')
-  src_m, m = train.mask_channels(src_config), train.mask_channels(config)
+  src_m, m = config_lib.mask_channels(src_config), config_lib.mask_channels(config)
   if src_m not in (0, m):
     raise SourceError(f'config.model.mask_channels={m} differs from the source workdir {workdir} '
                       f'(mask_channels={src_m}); a source has the same label channels or none')
   if src_config.get('latent', 'gaussian') != 'gaussian':
     raise SourceError(f'the source workdir {workdir} uses latent={src_config.latent!r}; a source GAN must use the '
                       'plain Gaussian latent')
-  src_config = ml_collections.ConfigDict(src_config.to_dict())
-  setup = train.build_setup(src_config)
-  manager = checkpointing.make_manager(workdir, src_config.keep_checkpoints, src_config.checkpoint_every)
-  if manager.latest_step() is None:
-    raise SourceError(f'config.transfer.source_workdir={workdir!r} has no checkpoint: train the source first')
-  step = config.transfer.get('source_step')
+  src_config = config_lib.with_defaults(src_config)
   try:
-    state, step = checkpointing.restore(manager, train.create_state(src_config, setup, mesh), step)
+    run = workdir_lib.load_run(workdir, config.transfer.get('source_step'), mesh=mesh, config=src_config)
   except FileNotFoundError as e:
+    if config.transfer.get('source_step') is None:  # only "no checkpoint at all" remains
+      raise SourceError(f'config.transfer.source_workdir={workdir!r} has no checkpoint: train the source '
+                        'first') from None
     raise SourceError(f'config.transfer.source_step: {e}') from None
-  return src_config, state, int(step)
+  return src_config, run.state, run.step
 
 
 def _merge(target: Any, source: Any, where: str) -> Any:

@@ -1,0 +1,19 @@
+# Copyright 2026 The fsgan_jax Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Shared building blocks of the downstream studies (``experiments/classify.py``, ``experiments/segment.py``) and of
+the label-consistency evaluator: statistics, patient-disjoint splits, the study dataset, the data-parallel trainer
+and U-Net segmenter, the generator's cached samples, the resumable cell store and the results files.
+
+Nothing here imports ``fsgan_jax.experiments``, ``fsgan_jax.train`` or ``fsgan_jax.evaluate``.
+"""
