@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import os
 import pathlib
 import time
@@ -55,7 +56,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fsgan_jax import compiler, config_lib, errors, fileio, gan, input_pipeline, masks, metrics, report, sampling
+from fsgan_jax import compiler, config_lib, errors, fileio, gan, input_pipeline, masks, metrics, pretrained, report
+from fsgan_jax import sampling
 from fsgan_jax import workdir as workdir_lib
 from fsgan_jax.evaluators import fid as fid_lib
 from fsgan_jax.evaluators import inception
@@ -343,8 +345,8 @@ def _with_eval_override(config: ml_collections.ConfigDict,
 
 
 def evaluate_workdir(workdir: str, step: Optional[int] = None, num: Optional[int] = None, seed: int = 0,
-                     eval_config: Optional[ml_collections.ConfigDict] = None, inception_params: Any = None
-                     ) -> tuple[dict[str, Any], str]:
+                     eval_config: Optional[ml_collections.ConfigDict] = None, inception_params: Any = None,
+                     out: Optional[str] = None) -> tuple[dict[str, Any], str]:
   """Restores a checkpoint of ``workdir`` and runs the full evaluation; returns (results, report path).
 
   Args:
@@ -354,9 +356,17 @@ def evaluate_workdir(workdir: str, step: Optional[int] = None, num: Optional[int
     seed: Seed of z / noise / KID subsets / diversity pairs.
     eval_config: Replaces the workdir's ``eval`` section (e.g. from ``--config``), model and data stay.
     inception_params: FID Inception parameters (default: the converted weights, fetched on first use).
+    out: Where the JSON, history, report and TensorBoard scalars go (default: ``workdir``; required for an exported
+      generator, which is read-only).
   """
   workdir = fileio.abspath(workdir)  # a gs:// URL stays as it is
-  config = _with_eval_override(workdir_lib.read_config(workdir), eval_config)
+  exported = pretrained.is_pretrained(workdir)
+  if exported and out is None:
+    raise EvalError(f'{workdir} is an exported generator (read-only): pass --out=DIR for the evaluation results')
+  out = workdir if out is None else fileio.abspath(out)
+  stored = (config_lib.with_defaults(ml_collections.ConfigDict(json.loads(pretrained.load(workdir)[0])))
+            if exported else workdir_lib.read_config(workdir))
+  config = _with_eval_override(stored, eval_config)
   num = config.eval.num_samples if num is None else num
   if num < 2:
     raise EvalError(f'--num={num}: at least 2 generated images are needed')
@@ -369,11 +379,11 @@ def evaluate_workdir(workdir: str, step: Optional[int] = None, num: Optional[int
                                           seed=seed)
   results = {'step': run.step, 'workdir': workdir, **results}
   scalars = metrics.flat_scalars(results)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = metric_writers.create_default_writer(out, just_logging=jax.process_index() > 0)
   writer.write_scalars(run.step, {f'eval_full/{k}': v for k, v in scalars.items()})
   writer.flush()
   path = ''
   if jax.process_index() == 0:
-    report.append_history(workdir, run.step, scalars, kind=f'full_{num}')
-    path = report.write_report(workdir, run.step, results, artifacts)
+    report.append_history(out, run.step, scalars, kind=f'full_{num}')
+    path = report.write_report(out, run.step, results, artifacts)
   return results, path

@@ -41,7 +41,8 @@ flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'], 'What to do.')
 flags.DEFINE_integer('num', None, 'sample: number of images (default 16); eval: generated images (default '
                      'config.eval.num_samples = 5000).')
 flags.DEFINE_integer('seed', 0, 'sample/eval: random seed.')
-flags.DEFINE_string('out', None, 'sample: output folder (default WORKDIR/samples_step<K>_seed<S>).')
+flags.DEFINE_string('out', None, 'sample: output folder (default WORKDIR/samples_step<K>_seed<S>); eval: where '
+                    'eval/ and the TensorBoard scalars go (default WORKDIR). Required for an exported generator.')
 flags.DEFINE_bool('nifti', False, 'sample: also write the samples as one NIfTI case in the BraTS layout '
                   '(<case>_<contrast>.nii.gz, <case>_seg.nii.gz for generators with label channels).')
 flags.DEFINE_integer('step', None, 'sample/eval: checkpoint step (default: latest).')
@@ -75,11 +76,12 @@ def main(argv):
       return
     if FLAGS.mode == 'eval':
       results, path = evaluate.evaluate_workdir(FLAGS.workdir, FLAGS.step, FLAGS.num, FLAGS.seed,
-                                                FLAGS.config.eval if FLAGS.config is not None else None)
+                                                FLAGS.config.eval if FLAGS.config is not None else None,
+                                                out=FLAGS.out)
       for name, scalar in sorted(metrics.flat_scalars(results).items()):
         print(f'{name}: {scalar:.6g}')
-      print(f'wrote {os.path.join(report.eval_dir(FLAGS.workdir), "eval_%d.json" % results["step"])} and '
-            f'{path}')
+      print(f'wrote {os.path.join(report.eval_dir(FLAGS.out or FLAGS.workdir), "eval_%d.json" % results["step"])} '
+            f'and {path}')
       return
     if FLAGS.config is None:
       raise app.UsageError('--config is required for --mode=train')

@@ -52,8 +52,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 < a.apa_target < 1.0:
       raise errors.ConfigError(f'config.augment.apa_target={a.apa_target} must be in (0, 1)')
     if a.apa_interval < 1 or not a.apa_kimg > 0:
-      raise errors.ConfigError(f'config.augment.apa_interval={a.apa_interval} must be >= 1 and config.augment.apa_kimg='
-                        f'{a.apa_kimg} > 0')
+      raise errors.ConfigError(f'config.augment.apa_interval={a.apa_interval} must be >= 1 and '
+                               f'config.augment.apa_kimg={a.apa_kimg} > 0')
   if latent == 'gmm':
     if config.gmm.components < 1:
       raise errors.ConfigError(f'config.gmm.components={config.gmm.components} must be >= 1')
@@ -62,26 +62,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
   name = method(config)
   if name is None:
     if latent == 'miner':
-      raise errors.ConfigError("config.latent='miner' is MineGAN's miner: it needs config.transfer.method='minegan' and a "
-                        'source workdir')
+      raise errors.ConfigError("config.latent='miner' is MineGAN's miner: it needs config.transfer.method='minegan' "
+                               'and a source workdir')
     return
   t = config.transfer
   if name not in TRANSFER_METHODS:
     raise errors.ConfigError(f'config.transfer.method={name!r}; choose one of {list(TRANSFER_METHODS)} or None')
   if not t.source_workdir:
-    raise errors.ConfigError(f'config.transfer.method={name!r} needs config.transfer.source_workdir (a workdir trained '
-                      'with configs/pretrain_source.py)')
+    raise errors.ConfigError(f'config.transfer.method={name!r} needs config.transfer.source_workdir (a workdir '
+                             'trained with configs/pretrain_source.py)')
   if (name == 'minegan') != (latent == 'miner'):
     raise errors.ConfigError(f"config.transfer.method={name!r} with config.latent={latent!r}: MineGAN uses "
-                      "latent='miner' and the miner is only used by MineGAN")
-  for name in ('cdc_weight', 'ewc_weight', 'cdc_anchor_std', 'minegan_stage1_steps', 'cdc_num_anchors'):
-    if t[name] < 0:
-      raise errors.ConfigError(f'config.transfer.{name}={t[name]} must be >= 0')
+                             "latent='miner' and the miner is only used by MineGAN")
+  for field in ('cdc_weight', 'ewc_weight', 'cdc_anchor_std', 'minegan_stage1_steps', 'cdc_num_anchors'):
+    if t[field] < 0:
+      raise errors.ConfigError(f'config.transfer.{field}={t[field]} must be >= 0')
   if t.cdc_batch < 2:
     raise errors.ConfigError(f'config.transfer.cdc_batch={t.cdc_batch} must be >= 2 (pairwise similarities)')
   if t.cdc_anchor_every < 0 or t.ewc_fisher_batches < 1:
     raise errors.ConfigError(f'config.transfer.cdc_anchor_every={t.cdc_anchor_every} must be >= 0 and '
-                      f'config.transfer.ewc_fisher_batches={t.ewc_fisher_batches} >= 1')
+                             f'config.transfer.ewc_fisher_batches={t.ewc_fisher_batches} >= 1')
 
 
 def setup_kwargs(config: ml_collections.ConfigDict, generator: Any) -> dict[str, Any]:

@@ -93,6 +93,8 @@ def sample_from_workdir(workdir: str, num: int = 16, seed: int = 0, out: Optiona
     raise errors.FsganError(f'--num={num} must be >= 1')
   run = workdir_lib.load_run(workdir, step)
   config, step = run.config, run.step
+  if run.exported and out is None:
+    raise errors.FsganError(f'{run.workdir} is an exported generator (read-only): pass --out=DIR for the samples')
   batch = config.eval.batch_size if batch is None else batch
   out = out or fileio.join(run.workdir, f'samples_step{step}_seed{seed}')  # a local path or a gs:// URL
   fileio.makedirs(out)

@@ -27,10 +27,12 @@ import time
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
-from jax.sharding import Mesh
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fsgan_jax import checkpointing, config_lib, errors, fileio, gan, steps, train_state
+from fsgan_jax import checkpointing, config_lib, errors, fileio, gan, pretrained, steps, train_state
 
 # Fields that make a generator's parameters (transfer needs them equal between source and target).
 MODEL_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'model.tanh',
@@ -134,18 +136,23 @@ class Run:
   config: ml_collections.ConfigDict
   setup: steps.GanSetup
   mesh: Mesh
-  state: train_state.TrainState
+  state: train_state.TrainState  # of an exported generator: only ema_params and g_stats are the stored ones
   step: int
+  exported: bool = False  # an exported generator folder (``fsgan_jax.pretrained``): read-only
 
 
 def load_run(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = None,
              config: Optional[ml_collections.ConfigDict] = None) -> Run:
   """Restores the checkpoint ``step`` (default: the latest) of ``workdir``, replicated over ``mesh`` (default: all).
 
+  ``workdir`` may also be an exported generator (``fsgan_jax.pretrained``): its checksums are verified and its EMA
+  generator restored (``step`` must be None or its step).
   ``config``: the run's config if already read (e.g. checked by the caller); default ``read_config(workdir)``.
   Raises FileNotFoundError (no config.json, no checkpoint, no such step) or ConfigError (unreadable config.json).
   """
   workdir = fileio.abspath(workdir)  # a gs:// URL stays as it is
+  if pretrained.is_pretrained(workdir):
+    return _load_exported(workdir, step, mesh, config)
   config = config_lib.with_defaults(read_config(workdir)) if config is None else config
   setup = gan.build_setup(config)
   mesh = gan.make_mesh() if mesh is None else mesh
@@ -154,3 +161,26 @@ def load_run(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = No
     raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: train first')
   state, step = checkpointing.restore(manager, gan.create_state(config, setup, mesh), step)
   return Run(workdir=workdir, config=config, setup=setup, mesh=mesh, state=state, step=int(step))
+
+
+def _load_exported(path: str, step: Optional[int], mesh: Optional[Mesh],
+                   config: Optional[ml_collections.ConfigDict]) -> Run:
+  config_json, ema_params, g_stats, stored_step = pretrained.load(path)
+  if step is not None and step != stored_step:
+    raise FileNotFoundError(f'{path} is an exported generator of step {stored_step}; --step={step} is not in it')
+  if config is None:
+    config = config_lib.with_defaults(ml_collections.ConfigDict(json.loads(config_json)))
+  setup = gan.build_setup(config)
+  mesh = gan.make_mesh() if mesh is None else mesh
+  state = gan.create_state(config, setup, mesh)
+  repl = NamedSharding(mesh, P())
+  try:
+    ema_params = jax.tree_util.tree_map(lambda t, v: jax.device_put(np.asarray(v, t.dtype).reshape(t.shape), repl),
+                                        state.ema_params, ema_params)
+    g_stats = jax.tree_util.tree_map(lambda t, v: jax.device_put(np.asarray(v, t.dtype).reshape(t.shape), repl),
+                                     state.g_stats, g_stats)
+  except (ValueError, TypeError) as e:
+    raise errors.ConfigError(f'{path}: {pretrained.GENERATOR} does not fit the generator of its config.json '
+                             f'({str(e).splitlines()[0][:200]})') from None
+  state = state.replace(ema_params=ema_params, g_stats=g_stats, step=jnp.asarray(stored_step, jnp.int32))
+  return Run(workdir=path, config=config, setup=setup, mesh=mesh, state=state, step=stored_step, exported=True)

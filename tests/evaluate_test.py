@@ -20,7 +20,8 @@ from PIL import Image
 import pytest
 
 from configs import tiny
-from fsgan_jax import checkpointing, config_lib, errors, evaluate, gan, input_pipeline, report as report_lib, sample
+from fsgan_jax import checkpointing, config_lib, errors, evaluate, export, gan, input_pipeline, pretrained
+from fsgan_jax import report as report_lib, sample
 from fsgan_jax import train, workdir as workdir_lib
 from fsgan_jax.evaluators import fid as fid_lib
 from fsgan_jax.evaluators import inception
@@ -102,7 +103,7 @@ def test_eval_config_errors_name_the_field():
   config.model.mask_channels = 1
   config.eval.metrics = ('fid', 'label_consistency')
   config.eval.segmenter_size = 48
-  with pytest.raises(errors.EvalError, match=r'config\.eval\.segmenter_size=48 .*divides config\.model\.resolution=128'):
+  with pytest.raises(errors.EvalError, match=r'segmenter_size=48 .*divides config\.model\.resolution=128'):
     config_lib.validate_eval(config, 8)
 
 
@@ -221,3 +222,47 @@ def test_cli_eval_mode_real_weights(tmp_path, trained_workdir):
   proc = subprocess.run([sys.executable, '-m', 'fsgan_jax.main', '--mode=eval', f'--workdir={workdir}', '--step=3'],
                         cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode != 0 and 'step 3' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_exported_generator_samples_evaluates_and_refuses_altered_files(trained_workdir, fake_params, tmp_path):
+  """``python -m fsgan_jax.export``: a read-only folder that samples like the workdir; damage is refused by name."""
+  out = str(tmp_path / 'pretrained')
+  assert export.main(['--workdir', trained_workdir, '--out', out]) == 0
+  assert sorted(os.listdir(out)) == ['MANIFEST.json', 'config.json', 'generator.npz']
+  assert export.main(['--workdir', trained_workdir, '--out', out]) == 2  # never overwrites
+  before = {p: os.path.getmtime(os.path.join(out, p)) for p in os.listdir(out)}
+
+  # Same images as the workdir's latest checkpoint (float32 storage), deterministic.
+  a = sample.sample_from_workdir(out, num=4, seed=1, out=str(tmp_path / 'a'))
+  b = sample.sample_from_workdir(trained_workdir, num=4, seed=1, out=str(tmp_path / 'b'))
+  for i in range(4):
+    np.testing.assert_array_equal(np.asarray(Image.open(os.path.join(a, f'img_{i:05d}.png'))),
+                                  np.asarray(Image.open(os.path.join(b, f'img_{i:05d}.png'))))
+  with pytest.raises(errors.FsganError, match='exported generator .*read-only.*--out'):
+    sample.sample_from_workdir(out, num=2)
+  with pytest.raises(errors.EvalError, match='exported generator .*read-only.*--out'):
+    evaluate.evaluate_workdir(out, num=4, inception_params=fake_params)
+  results, report = evaluate.evaluate_workdir(out, num=8, inception_params=fake_params, out=str(tmp_path / 'ev'))
+  assert results['step'] == 4 and report.startswith(str(tmp_path / 'ev'))
+  assert {p: os.path.getmtime(os.path.join(out, p)) for p in os.listdir(out)} == before  # nothing written into it
+
+  # bfloat16 storage: about half the size, parameters within bfloat16 rounding.
+  out16 = str(tmp_path / 'pretrained16')
+  assert export.main(['--workdir', trained_workdir, '--out', out16, '--dtype', 'bfloat16']) == 0
+  size = lambda folder: os.path.getsize(os.path.join(folder, 'generator.npz'))
+  assert size(out16) < 0.6 * size(out)
+  run, run16 = workdir_lib.load_run(out), workdir_lib.load_run(out16)
+  for x, y in zip(jax.tree_util.tree_leaves(run.state.ema_params), jax.tree_util.tree_leaves(run16.state.ema_params)):
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-2, atol=1e-6)
+
+  # Altered or missing files: one line naming the file.
+  with open(os.path.join(out16, 'generator.npz'), 'r+b') as f:
+    f.seek(200)
+    byte = f.read(1)
+    f.seek(200)
+    f.write(bytes([byte[0] ^ 1]))
+  with pytest.raises(pretrained.PretrainedError, match=r'generator\.npz: checksum mismatch'):
+    workdir_lib.load_run(out16)
+  os.remove(os.path.join(out, 'config.json'))
+  with pytest.raises(pretrained.PretrainedError, match=r'config\.json is missing'):
+    workdir_lib.load_run(out)
