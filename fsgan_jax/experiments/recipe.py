@@ -49,15 +49,6 @@ from fsgan_jax import config_lib, fileio, gan
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, 'configs', 'recipe.py')
 
-flags.DEFINE_string('workdir', None, 'Root folder of the arms\' workdirs and step_times.json.')
-flags.DEFINE_list('arms', ['base'], 'Arms of configs/recipe.py (e.g. base,w32,w32+ema999).')
-flags.DEFINE_list('seeds', ['0'], 'Training seeds per arm.')
-flags.DEFINE_float('budget_min', 15.0, 'CPU minutes of training per arm (on the quiet machine of the step times).')
-flags.DEFINE_integer('num', 1000, 'Generated images per evaluation.')
-flags.DEFINE_integer('time_steps', 8, 'Timed steps per arm for the step time.')
-flags.DEFINE_bool('measure', False, 'Re-measure the step times of --arms even if step_times.json has them.')
-flags.DEFINE_bool('measure_only', False, 'Only measure the step times.')
-flags.DEFINE_string('out', None, 'Write OUT.json and OUT.md (e.g. results/recipe).')
 FLAGS = flags.FLAGS
 
 
@@ -192,5 +183,19 @@ def main(argv):
         write_tables(FLAGS.out, rows, step_times, FLAGS.budget_min)
 
 
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program: importing this module defines none)."""
+  flags.DEFINE_string('workdir', None, 'Root folder of the arms\' workdirs and step_times.json.')
+  flags.DEFINE_list('arms', ['base'], 'Arms of configs/recipe.py (e.g. base,w32,w32+ema999).')
+  flags.DEFINE_list('seeds', ['0'], 'Training seeds per arm.')
+  flags.DEFINE_float('budget_min', 15.0, 'CPU minutes of training per arm (on the quiet machine of the step times).')
+  flags.DEFINE_integer('num', 1000, 'Generated images per evaluation.')
+  flags.DEFINE_integer('time_steps', 8, 'Timed steps per arm for the step time.')
+  flags.DEFINE_bool('measure', False, 'Re-measure the step times of --arms even if step_times.json has them.')
+  flags.DEFINE_bool('measure_only', False, 'Only measure the step times.')
+  flags.DEFINE_string('out', None, 'Write OUT.json and OUT.md (e.g. results/recipe).')
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
