@@ -115,27 +115,27 @@ def state_dict_to_variables(state_dict: Mapping[str, Any], template: Mapping[str
   """
   sd = {k.removeprefix('module.'): v for k, v in state_dict.items()}
   used = set()
-  errors = []
+  problems = []
 
   def fill(path, leaf):
     names = _path_names(path)
     collection, rest = names[0], names[1:]
     key = torch_key(collection, rest)
     if key not in sd:
-      errors.append(f'missing key {key!r}')
+      problems.append(f'missing key {key!r}')
       return np.zeros(leaf.shape, np.float32)
     used.add(key)
     value = _to_flax_layout('.'.join(rest[:-1]), rest[-1], np.asarray(sd[key], np.float32))
     if value.shape != tuple(leaf.shape):
-      errors.append(f'{key!r}: shape {value.shape} (after layout change) but the model needs {tuple(leaf.shape)}')
+      problems.append(f'{key!r}: shape {value.shape} (after layout change) but the model needs {tuple(leaf.shape)}')
     return value
 
   out = jax.tree_util.tree_map_with_path(fill, dict(template))
   unexpected = sorted(k for k in sd if k not in used and not k.endswith('num_batches_tracked'))
   if unexpected:
-    errors.append(f'unexpected keys {unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}')
-  if errors:
-    raise ConversionError(f'{name} does not match the model (check im_size/ngf/ndf/nc): ' + '; '.join(errors[:10]))
+    problems.append(f'unexpected keys {unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}')
+  if problems:
+    raise ConversionError(f'{name} does not match the model (check im_size/ngf/ndf/nc): ' + '; '.join(problems[:10]))
   return out
 
 

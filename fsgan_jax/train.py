@@ -42,8 +42,8 @@ from fsgan_jax.transfer import source as source_lib
 _NOT_SAVED = 'training stopped and the bad state was not saved (the last checkpoint is kept)'
 
 
-def _check_finite(step: int, metrics: dict[str, float]) -> None:
-  bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+def _check_finite(step: int, values: dict[str, float]) -> None:
+  bad = [k for k, v in values.items() if not np.isfinite(v)]
   if bad:
     raise FloatingPointError(f'non-finite {", ".join(bad)} at step {step}; {_NOT_SAVED}')
 
@@ -168,12 +168,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     with preemption.installed():
       for step in range(initial_step + 1, config.num_steps + 1):
-        state, metrics = train_step(state, images, consts)
+        state, step_metrics = train_step(state, images, consts)
         progress(step)
         preempted = preemption.reached(step)
         is_last = step == config.num_steps or preempted
         if step % config.log_every == 0 or is_last:
-          last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          last = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
           _check_finite(step, last)
           check_state_finite(step, state)
           dt = time.perf_counter() - t0
@@ -193,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             input_pipeline.save_png(fileio.join(samples_dir, f'step_{step:07d}.png'), grid)
         if step % config.checkpoint_every == 0 or is_last:
           # Never save a bad state (both checks are cheap and cached when this is also a log step).
-          _check_finite(step, {k: float(v) for k, v in jax.device_get(metrics).items()})
+          _check_finite(step, {k: float(v) for k, v in jax.device_get(step_metrics).items()})
           check_state_finite(step, state)
           checkpointing.save(manager, step, state, force=is_last)
         if evaluator is not None and (step % config.eval.every == 0 or step == config.num_steps):

@@ -41,7 +41,7 @@ from absl import app, flags, logging
 import jax
 import ml_collections
 
-from fsgan_jax import default_config, evaluate, train
+from fsgan_jax import default_config, evaluate, metrics, train
 
 METHODS = ('fastgan', 'apa', 'gmm', 'finetune', 'cdc', 'ewc', 'minegan')
 TRANSFER = ('finetune', 'cdc', 'ewc', 'minegan')
@@ -104,12 +104,12 @@ def train_cell(config: ml_collections.ConfigDict, workdir: str) -> float:
   spent = (_read_json(spent_path) or {}).get('seconds', 0.0)
   t0 = time.perf_counter()
   try:
-    metrics = train.train_and_evaluate(config, workdir)
+    last = train.train_and_evaluate(config, workdir)
   finally:
     spent += time.perf_counter() - t0
     _write_json(spent_path, {'seconds': spent})
-  if 'preempted_at_step' in metrics:
-    raise Interrupted(f'{workdir}: training was interrupted at step {int(metrics["preempted_at_step"])}; run the '
+  if 'preempted_at_step' in last:
+    raise Interrupted(f'{workdir}: training was interrupted at step {int(last["preempted_at_step"])}; run the '
                       'same command again to resume')
   return spent
 
@@ -136,7 +136,7 @@ def run_cell(method: str, shots: int, out: str, source: Optional[str]) -> dict[s
     eval_config.metrics = EVAL_METRICS
     t0 = time.perf_counter()
     results, _ = evaluate.evaluate_workdir(workdir, num=FLAGS.num_samples or None, eval_config=eval_config)
-    cell['eval'] = evaluate.flat_scalars(results)
+    cell['eval'] = metrics.flat_scalars(results)
     cell['eval_seconds'] = time.perf_counter() - t0
     cell['eval_num_samples'] = FLAGS.num_samples or config.eval.num_samples
     cell['eval_resize'] = config.eval.resize
