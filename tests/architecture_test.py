@@ -136,3 +136,48 @@ def test_module_size_and_license(name):
   assert text.count('\n') <= MAX_LINES, f'{MODULES[name]} has {text.count(chr(10))} lines (> {MAX_LINES}): split it'
   if text.strip():
     assert 'Licensed under the Apache License, Version 2.0' in text[:1000], f'{MODULES[name]}: no license header'
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+  names: set[str] = set()
+  for node in tree.body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+      names.add(node.name)
+    elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+      targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+      for t in targets:
+        names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      names.update((a.asname or a.name).split('.')[0] for a in node.names)
+    elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For)):
+      names.update(_top_level_names(ast.Module(body=list(ast.iter_child_nodes(node)), type_ignores=[])))
+  return names
+
+
+def test_attributes_of_package_modules_exist():
+  """``module.name`` for an imported package module names something that module defines (a renamed or moved
+  function is found here, not by the one code path that calls it)."""
+  defined = {name: _top_level_names(tree) | {m.rsplit('.', 1)[1] for m in MODULES if '.' in m and
+                                              m.rsplit('.', 1)[0] == name}
+             for name, tree in TREES.items()}
+  files = {**{n: t for n, t in TREES.items()},
+           **{str(p): ast.parse(p.read_text()) for folder in ('tests', 'benchmarks', 'tools')
+              for p in sorted((ROOT / folder).glob('*.py'))}}
+  missing = []
+  for where, tree in files.items():
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('fsgan_jax'):
+        for a in node.names:
+          if f'{node.module}.{a.name}' in MODULES:
+            aliases[a.asname or a.name] = f'{node.module}.{a.name}'
+      elif isinstance(node, ast.Import):
+        for a in node.names:
+          if a.name in MODULES and a.asname:
+            aliases[a.asname] = a.name
+    shadowed = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for node in ast.walk(tree):
+      if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+          and node.value.id not in shadowed and node.attr not in defined[aliases[node.value.id]]):
+        missing.append(f'{where}:{node.lineno} {aliases[node.value.id]}.{node.attr}')
+  assert not missing, missing
