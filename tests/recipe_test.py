@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The recipe screen (issue 18): arm configs, equal budgets, the result tables (no training here)."""
+"""The recipe screen and the long run's curve (issue 18): arm configs, equal budgets, tables, the curve (no training)."""
 
 import json
 
@@ -19,7 +19,8 @@ import pytest
 
 from configs import recipe as recipe_config
 from fsgan_jax import config_lib
-from fsgan_jax.experiments import recipe
+from fsgan_jax import errors, report
+from fsgan_jax.experiments import quality_curve, recipe
 
 
 @pytest.mark.parametrize('arm', sorted(recipe_config.ARMS) + ['w32+ema999', 'base+cutout+b16'])
@@ -55,3 +56,24 @@ def test_tables_rank_by_heldout_kid(tmp_path):
   assert table[4].startswith('| w32+ema999 | 0 | 1500 | 600 | 0.1000 | 150.0 | 0.0900 | 140.0 | — |')
   assert table[5].startswith('| base | 0 | 500 | 1800 | 0.2000 | 190.0 |')
   assert json.loads((tmp_path / 'r.json').read_text())['rows'] == rows
+
+
+def test_quality_curve_from_history(tmp_path):
+  workdir = str(tmp_path / 'run')
+  report.append_history(workdir, 1000, {'fid_train': 200.0, 'kid_train': 0.2, 'fid_heldout': 210.0,
+                                        'kid_heldout': 0.21, 'ms_ssim_generated': 0.3}, kind='train')
+  report.append_history(workdir, 1000, {'fid_train': 90.0}, kind='full_2000')  # a --mode=eval row: not the curve
+  report.append_history(workdir, 2000, {'fid_train': 150.0, 'kid_train': 0.12, 'fid_heldout': 160.0,
+                                        'kid_heldout': 0.13}, kind='train')
+  out = str(tmp_path / 'results' / 'curve')
+  result = quality_curve.write(workdir, 600.0, out)
+  assert result['rows'] == [
+      {'step': 1000, 'cpu_min': 10.0, 'fid_train': 200.0, 'kid_train': 0.2, 'fid_heldout': 210.0, 'kid_heldout': 0.21},
+      {'step': 2000, 'cpu_min': 20.0, 'fid_train': 150.0, 'kid_train': 0.12, 'fid_heldout': 160.0,
+       'kid_heldout': 0.13}]
+  assert json.loads((tmp_path / 'results' / 'curve.json').read_text()) == result
+  assert (tmp_path / 'results' / 'curve.png').read_bytes()[:4] == b'\x89PNG'
+  with pytest.raises(errors.EvalError, match='no periodic evaluations'):
+    quality_curve.write(str(tmp_path / 'empty'), 600.0, out)
+  with pytest.raises(errors.ConfigError, match='--step_ms=0'):
+    quality_curve.curve_rows([], 0)
