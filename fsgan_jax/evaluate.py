@@ -314,8 +314,12 @@ class Evaluator:
         },
         'sets': {rs.name: {'n': int(len(rs.images)), 'source': rs.source} for rs in self.real_sets},
     }
+    shown = gen_images[:64]
+    real = self.real_sets[0].images  # the training set; a random subset of the same size as the samples grid
+    pick = np.sort(np.random.default_rng(seed).permutation(len(real))[:len(shown)])
     artifacts: dict[str, np.ndarray] = {
-        'samples': input_pipeline.make_grid(masks.display(gen_images[:64], self.channels), ncols=8)}
+        'samples': input_pipeline.make_grid(masks.display(shown, self.channels), ncols=8),
+        'real': input_pipeline.make_grid(masks.display(real[pick], self.channels), ncols=8)}
     sample = metrics.Sample(config=self.config, mesh=self.mesh, channels=self.channels, primary=self.primary,
                             images=gen_images, features=gen_feats, contrast_features=gen_contrasts,
                             real_sets=self.real_sets, results=results, artifacts=artifacts, seed=seed,

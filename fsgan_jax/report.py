@@ -129,7 +129,8 @@ def write_report(workdir: str, step: int, results: dict[str, Any], artifacts: di
           f'<body style="font-family:sans-serif"><h1>Evaluation at step {step}</h1>'
           f'<p>{results["num_samples"]} generated images, seed {results["seed"]}, workdir '
           f'{html.escape(workdir)}</p>{table}<h3>Conventions</h3><ul>{conv}</ul>{div_html}'
-          f'<h2>Samples</h2><img src="samples.png">{memo_html}'
+          f'<h2>Samples</h2><img src="samples.png"><h2>Real training images (random, same count)</h2>'
+          f'<img src="real.png">{memo_html}'
           f'<h2>Metrics over training steps</h2>{plots or "<p>(no history yet)</p>"}</body></html>')
   path = fileio.join(out, 'report.html')
   fileio.write_text_atomic(path, page)

@@ -157,8 +157,10 @@ def test_periodic_eval_best_checkpoint_and_eval_mode(trained_workdir, fake_param
   assert 0.0 <= stored['diversity']['real_train']['mean'] <= 1.0
   assert {'inception', 'pixel'} <= set(stored['memorization'])
   out = os.path.dirname(report)
-  for png in ('samples.png', 'closest_inception.png', 'closest_pixel.png'):
+  for png in ('samples.png', 'real.png', 'closest_inception.png', 'closest_pixel.png'):
     assert os.path.getsize(os.path.join(out, png)) > 0, png
+  with Image.open(os.path.join(out, 'samples.png')) as a, Image.open(os.path.join(out, 'real.png')) as b:
+    assert a.size == b.size  # the README shows them side by side
   page = open(report).read()
   assert 'fid_train' in page and '<svg' in page and 'closest_pixel.png' in page
   assert report_lib.read_history(workdir)[-1]['kind'] == 'full_16'
