@@ -157,16 +157,25 @@ def heldout_dir(config: ml_collections.ConfigDict) -> Optional[str]:
 # Jitted generation and features.
 
 
-def _inception_features(resize: str, inc_params: Any, images_0_255: jax.Array) -> jax.Array:
-  return inception.features(inc_params, inception.preprocess(images_0_255, resize))
+@functools.lru_cache(maxsize=None)
+def _network_fn(mesh: Mesh):
+  """Inception pool3 features of preprocessed [B, 299, 299, 3] batches sharded over ``mesh``.
+
+  One program per (mesh, batch size), shared by every evaluator, resize mode, resolution and channel view: the
+  network is by far the most expensive program to compile, so it is kept apart from the resize.
+  """
+  return jax.jit(inception.features, in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))),
+                 out_shardings=NamedSharding(mesh, P()), compiler_options=compiler.options())
 
 
 @functools.lru_cache(maxsize=None)
-def _features_fn(resize: str, mesh: Mesh):
-  """One jitted feature function per (resize, mesh), shared by all evaluators (compiled once per shape)."""
-  return jax.jit(functools.partial(_inception_features, resize),
-                 in_shardings=(NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))),
-                 out_shardings=NamedSharding(mesh, P()), compiler_options=compiler.options())
+def _view_fn(resize: str, mesh: Mesh, view: tuple[int, ...]):
+  """0..255 images [B, H, W, C] (uint8 or float, sharded) -> channels ``view`` resized for Inception."""
+  def fn(images):
+    return inception.preprocess(images[..., list(view)].astype(jnp.float32), resize)
+
+  data = NamedSharding(mesh, P('data'))
+  return jax.jit(fn, in_shardings=data, out_shardings=data)
 
 
 def feature_views(channels: int, mask_channels: int = 0) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
@@ -178,22 +187,6 @@ def feature_views(channels: int, mask_channels: int = 0) -> tuple[tuple[int, ...
   del mask_channels  # labels are never fed to Inception
   primary = tuple(range(channels)) if channels in (1, 3) else (0,)
   return primary, (tuple((c,) for c in range(channels)) if channels > 1 else ())
-
-
-@functools.lru_cache(maxsize=8)
-def _view_features_fn(resize: str, mesh: Mesh, primary: tuple[int, ...], per_contrast: tuple[tuple[int, ...], ...]):
-  """Jitted ``(inception_params, uint8 images) -> (features, per-contrast features)`` of generated batches.
-
-  The images come from ``sampling.uint8_sampler`` (the program ``--mode=sample`` runs), sharded over the mesh.
-  """
-  def fn(inc_params, images):
-    images = images.astype(jnp.float32)
-    feats = _inception_features(resize, inc_params, images[..., list(primary)])
-    return feats, tuple(_inception_features(resize, inc_params, images[..., list(v)]) for v in per_contrast)
-
-  repl = NamedSharding(mesh, P())
-  return jax.jit(fn, in_shardings=(repl, NamedSharding(mesh, P('data'))), out_shardings=(repl, repl),
-                 compiler_options=compiler.options())
 
 
 class Evaluator:
@@ -220,28 +213,32 @@ class Evaluator:
     if inception_params is None:
       inception_params = fid_lib.get_params()
     self.inception_params = jax.device_put(inception_params, repl)
-    self._features = _features_fn(self.resize, mesh)
+    self._network = _network_fn(mesh)
     self.channels = config_lib.image_channels(config)
     self.mask_channels = config_lib.mask_channels(config)
     self.contrast_names = config_lib.channel_names(config)[:self.channels]
     self.primary, self.per_contrast = feature_views(self.channels)
     self._sample = sampling.uint8_sampler(setup.generator, config.sample_bn, self.channels, mesh, self.batch_size)
-    self._view_features = _view_features_fn(self.resize, mesh, self.primary, self.per_contrast)
     if real_sets is None:
       real_sets = default_real_sets(config)
     self.real_sets = list(real_sets)
     for rs in self.real_sets:
       if rs.features is None:
         t0 = time.perf_counter()
-        rs.features = self.features(rs.images[..., list(self.primary)])
+        rs.features = self.features(rs.images)
         if self.per_contrast:
-          rs.contrast_features = {self.contrast_names[v[0]]: self.features(rs.images[..., list(v)])
-                                  for v in self.per_contrast}
+          rs.contrast_features = {self.contrast_names[v[0]]: self.features(rs.images, v) for v in self.per_contrast}
         logging.info('eval: Inception features of the %s set (%d images) in %.1f s', rs.name, len(rs.images),
                      time.perf_counter() - t0)
 
-  def features(self, images: np.ndarray) -> np.ndarray:
-    """Inception pool3 features of uint8 [N, H, W, C] images, in sharded batches (last batch padded)."""
+  def _view_features(self, images: jax.Array, view: tuple[int, ...]) -> jax.Array:
+    """Features of channels ``view`` of one sharded batch of 0..255 images (two programs: resize, network)."""
+    return self._network(self.inception_params, _view_fn(self.resize, self.mesh, view)(images))
+
+  def features(self, images: np.ndarray, view: Optional[tuple[int, ...]] = None) -> np.ndarray:
+    """Inception pool3 features of channels ``view`` (default: the primary view) of uint8 [N, H, W, C] images,
+    in sharded batches of ``eval.batch_size`` (last batch padded): as the generated images are featurized."""
+    view = self.primary if view is None else view
     out = []
     b = self.batch_size
     for start in range(0, len(images), b):
@@ -249,8 +246,8 @@ class Evaluator:
       k = len(batch)
       if k < b:
         batch = np.concatenate([batch, np.zeros((b - k,) + batch.shape[1:], batch.dtype)])
-      out.append(np.asarray(jax.device_get(self._features(self.inception_params,
-                                                           batch.astype(np.float32))))[:k])
+      batch = jax.device_put(batch, self._batch_sharding)
+      out.append(np.asarray(jax.device_get(self._view_features(batch, view)))[:k])
     return np.concatenate(out)
 
   def generate(self, g_params: Any, g_stats: Any, num: int, seed: int = 0, keep_images: Optional[int] = None,
@@ -267,7 +264,8 @@ class Evaluator:
     start = 0
     def generate(z, key):
       imgs = self._sample(g_params, g_stats, z, key)
-      return imgs, *self._view_features(self.inception_params, imgs)
+      return imgs, self._view_features(imgs, self.primary), tuple(self._view_features(imgs, v)
+                                                                  for v in self.per_contrast)
 
     for n, out in sampling.batches(generate, num, seed, self.batch_size, self.config.model.nz):
       imgs, f, fc = jax.device_get(out)

@@ -21,39 +21,19 @@ between calls. Counted with ``jax.monitoring`` duration events (one ``jaxpr_trac
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import re
-from typing import Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import monitoring
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import tiny
 from fsgan_jax import checkpointing, compiler, gan, input_pipeline, sampling, train
+from tests import compile_events
 
-_TRACE = '/jax/core/compile/jaxpr_trace_duration'
-_COMPILE = '/jax/core/compile/backend_compile_duration'
-
-
-@contextlib.contextmanager
-def _count_compiles() -> Iterator[collections.Counter]:
-  """Counts ``(event, fun_name)`` of JAX trace / XLA compile events inside the block."""
-  counts: collections.Counter = collections.Counter()
-
-  def listener(event: str, duration: float, **kwargs) -> None:
-    del duration
-    if event in (_TRACE, _COMPILE):
-      counts[(event, kwargs.get('fun_name', ''))] += 1
-
-  monitoring.register_event_duration_secs_listener(listener)
-  try:
-    yield counts
-  finally:
-    monitoring.unregister_event_duration_listener(listener)
+_TRACE, _COMPILE = compile_events.TRACE, compile_events.COMPILE
+_count_compiles = compile_events.count_compiles
 
 
 def test_train_step_compiles_once_in_train_and_evaluate(tmp_path):

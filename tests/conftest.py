@@ -25,3 +25,19 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip('../shared/data is not present')
   return SHARED_DATA.resolve()
+
+
+# FSGAN_TEST_COMPILE_LOG=FILE: one JSON line per XLA compilation (or persistent-cache load) with the test that
+# caused it, to find which tests pay for which programs (cache hits take well under a second).
+_COMPILE_LOG = os.environ.get('FSGAN_TEST_COMPILE_LOG')
+if _COMPILE_LOG:
+  import json  # pylint: disable=g-import-not-at-top
+  from jax import monitoring  # pylint: disable=g-import-not-at-top
+
+  def _log_compile(event: str, duration: float, **kwargs) -> None:
+    if event == '/jax/core/compile/backend_compile_duration':
+      with open(_COMPILE_LOG, 'a') as f:
+        f.write(json.dumps({'test': os.environ.get('PYTEST_CURRENT_TEST', ''), 'fun': kwargs.get('fun_name'),
+                            'seconds': round(duration, 2), 'pid': os.getpid()}) + '\n')
+
+  monitoring.register_event_duration_secs_listener(_log_compile)

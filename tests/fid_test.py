@@ -300,15 +300,15 @@ def test_cli_folders(params, tmp_path, capsys):
 def test_cli_resize_modes(params, tmp_path, capsys, resize):
   a = _write_pngs(tmp_path / 'a', 3, size=(24, 20), gray=True, seed=4)
   b = _write_pngs(tmp_path / 'b', 3, size=(24, 20), seed=5)
-  rc = fid.main([str(a), str(b), '--batch-size', '3', '--resize', resize])
+  rc = fid.main([str(a), str(b), '--batch-size', '4', '--resize', resize, '--method', 'eigh'])
   captured = capsys.readouterr()
   out = captured.out.strip().splitlines()
   assert rc == 0, captured.err
   assert f'resize convention: {resize}' in captured.err
   value = float(out[-1].split()[1])
   want = fid.frechet_distance(
-      *fid.folder_or_npz_stats(a, params, 3, resize=resize),
-      *fid.folder_or_npz_stats(b, params, 3, resize=resize))
+      *fid.folder_or_npz_stats(a, params, 4, resize=resize),
+      *fid.folder_or_npz_stats(b, params, 4, resize=resize), method='eigh')
   assert out[-1] == f'FID: {want:.6f}' and np.isfinite(value)
 
 
@@ -342,6 +342,8 @@ def _bad_inputs(tmp: pathlib.Path) -> dict[str, list[str]]:
       'sigma': [str(tmp / 'nokeys.npz'), str(tmp / 's3.npz')],
       'available: tf1, pytorch_fid, clean': [str(ok), str(ok), '--resize',
                                              'pil_bicubic'],
+      "unknown --method 'svd'; available: sqrtm, eigh": [
+          str(ok), str(ok), '--method', 'svd'],
   }
 
 

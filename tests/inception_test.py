@@ -67,7 +67,7 @@ def test_golden_features_match_torchscript(params_path, golden):
   assert x0.shape == (1, 299, 299, 3)
   np.testing.assert_allclose(x0, want0, atol=1e-4, rtol=0)
 
-  feats = inception.features_from_images(params, images, batch_size=16)
+  feats = inception.features_from_images(params, images, batch_size=4)  # the batch of the other tests
   want = golden['features_float64']
   assert feats.shape == (16, 2048) and feats.dtype == np.float32
   diff = np.abs(feats.astype(np.float64) - want)

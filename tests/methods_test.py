@@ -15,6 +15,7 @@ from fsgan_jax.augment import apa
 from fsgan_jax.models import fastgan
 from fsgan_jax.transfer import cdc, ewc
 from fsgan_jax.transfer import source as source_lib
+from tests import compile_events
 
 KEY = jax.random.PRNGKey(0)
 
@@ -96,7 +97,7 @@ def test_gmm_gradients_reach_the_mixture_parameters():
                           mutable=['batch_stats'], rngs={'noise': KEY})
     return jnp.mean(jnp.square(big)) + latents.gmm_sigma_penalty(params)
 
-  grads = jax.grad(loss)(g_vars['params'])['latent']
+  grads = jax.jit(jax.grad(loss))(g_vars['params'])['latent']  # one program, not op-by-op dispatch
   assert np.abs(np.asarray(grads['means'])).sum() > 0
   assert np.abs(np.asarray(grads['log_sigma'])).sum() > 0
 
@@ -107,14 +108,14 @@ def test_gmm_gradients_reach_the_mixture_parameters():
 def test_cdc_loss_zero_for_identical_generators_positive_otherwise():
   g, _, g_vars, _ = _tiny_models()
   z = jax.random.normal(KEY, (4, 8))
-  src = cdc.generator_features(g, g_vars, z, KEY)
+  features = jax.jit(lambda p: cdc.generator_features(g, {**g_vars, 'params': p}, z, KEY))
+  src = features(g_vars['params'])
   assert [f.shape[1] for f in src] == [8, 16, 32, 64, 128]
   np.testing.assert_allclose(float(cdc.distance_consistency_loss(src, src)), 0.0, atol=1e-7)
   moved = jax.tree_util.tree_map(lambda x: x + 0.05 * jax.random.normal(KEY, x.shape), g_vars['params'])
-  tgt = cdc.generator_features(g, {**g_vars, 'params': moved}, z, KEY)
+  tgt = features(moved)
   assert float(cdc.distance_consistency_loss(src, tgt)) > 0
-  grads = jax.grad(lambda p: cdc.distance_consistency_loss(
-      src, cdc.generator_features(g, {**g_vars, 'params': p}, z, KEY)))(moved)
+  grads = jax.jit(jax.grad(lambda p: cdc.distance_consistency_loss(src, features(p))))(moved)
   assert any(np.abs(x).sum() > 0 for x in _leaves(grads))
   near = cdc.anchor_latents(KEY, cdc.make_anchors(KEY, 3, 8), 16, std=0.1)
   assert near.shape == (16, 8)
@@ -197,7 +198,10 @@ def test_ewc_with_apa_and_gmm_end_to_end(source_workdir, tmp_path):
 def test_cdc_end_to_end(source_workdir, tmp_path):
   config = _transfer_config('cdc', source_workdir)
   config.transfer.cdc_anchor_every = 2  # step 0 anchors (image-level logits), step 1 patch-level
-  metrics = train.train_and_evaluate(config, str(tmp_path))
+  with compile_events.count_compiles() as counts:
+    metrics = train.train_and_evaluate(config, str(tmp_path))
+  # The state initialised from the source is placed as the step's output: one compilation, not one per call.
+  assert counts[(compile_events.COMPILE, 'jit(train_step)')] == 1, dict(counts)
   assert np.isfinite(metrics['g_cdc']) and metrics['g_cdc'] >= 0 and np.isfinite(metrics['g_err'])
   state = _restore(str(tmp_path), config)
   assert 'patch_head' in state.d_params

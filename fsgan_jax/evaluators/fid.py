@@ -378,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       'StyleGAN2-ADA; pytorch_fid: torch bilinear as '
                       'pytorch-fid; clean: PIL bicubic as clean-fid). '
                       'Report it with the FID')
+  parser.add_argument('--method', default='sqrtm',
+                      help='matrix square root: sqrtm (default, scipy as '
+                      'pytorch-fid) or eigh (symmetric eigendecompositions, '
+                      'several times faster, within ~1e-5 of sqrtm)')
   parser.add_argument('--save-stats', default=None, metavar='OUT.npz',
                       help='also write the statistics (mu, sigma) of '
                       'DIR_OR_NPZ_A to this .npz')
@@ -390,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.resize not in RESIZE_MODES:
     return fail(f'unknown --resize {args.resize!r}; available: '
                 f'{", ".join(RESIZE_MODES)}')
+  if args.method not in FRECHET_METHODS:
+    return fail(f'unknown --method {args.method!r}; available: '
+                f'{", ".join(FRECHET_METHODS)}')
   if args.batch_size < 1:
     return fail(f'--batch-size must be >= 1, got {args.batch_size}')
   try:
@@ -426,7 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       np.savez(args.save_stats, mu=mu, sigma=sigma)
       print(f'[fid] wrote statistics of {args.a} to {args.save_stats}',
             file=sys.stderr, flush=True)
-    value = frechet_distance(*all_stats[0], *all_stats[1])
+    value = frechet_distance(*all_stats[0], *all_stats[1],
+                             method=args.method)
     if params is not None:  # Some images were resized: say how.
       print(f'[fid] resize convention: {args.resize}', file=sys.stderr,
             flush=True)

@@ -330,14 +330,20 @@ def compiler_options() -> dict[str, str] | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _features_raw_fn(resize: str):
-  return jax.jit(lambda params, images: features(params, preprocess(images, resize)),
-                 compiler_options=compiler_options())
+def preprocess_jit(resize: str):
+  """Jitted `preprocess` for one resize mode (a small program per input shape).
+
+  Kept apart from the network's program so that the (expensive to compile)
+  network is compiled once per batch size, whatever the resize mode and the
+  input resolution.
+  """
+  _check_resize(resize)
+  return jax.jit(functools.partial(preprocess, resize=resize))
 
 
 def _features_raw(params: Any, images: jax.Array,
                   resize: str = 'tf1') -> jax.Array:
-  return _features_raw_fn(resize)(params, images)
+  return features(params, preprocess_jit(resize)(images))
 
 
 def features_from_images(params: Any, images: Any,
@@ -348,10 +354,11 @@ def features_from_images(params: Any, images: Any,
   Args:
     params: From `load_params`.
     images: uint8 / float 0..255 [N, H, W, 3|1] or [N, H, W] (numpy).
-    batch_size: Images per device call; the last batch is padded so that
-      only one program is compiled.
+    batch_size: Images per device call; every batch is padded to it so
+      that the network is compiled once per batch size, whatever ``N``.
     resize: Resize convention, one of `RESIZE_MODES` (see `preprocess`);
-      one program is compiled per mode and image shape.
+      a small resize program is compiled per mode and image shape, the
+      network once per batch shape.
 
   Returns:
     float32 numpy [N, 2048].
@@ -366,7 +373,7 @@ def features_from_images(params: Any, images: Any,
   for start in range(0, n, batch_size):
     batch = images[start:start + batch_size]
     k = batch.shape[0]
-    if k < batch_size and n > batch_size:
+    if k < batch_size:  # one network program per batch size, whatever n
       pad = np.zeros((batch_size - k,) + batch.shape[1:], batch.dtype)
       batch = np.concatenate([batch, pad])
     out.append(np.asarray(_features_raw(params, batch, resize=resize))[:k])

@@ -111,4 +111,14 @@ def init_from_source(target: TrainState, source: TrainState, g_tx, d_tx) -> Trai
       g_params=g_params, g_stats=_merge(target.g_stats, source.g_stats, 'g_stats'),
       d_params=d_params, d_stats=_merge(target.d_stats, source.d_stats, 'd_stats'),
       ema_params=_merge(target.ema_params, source.ema_params, 'ema_params'),
-      g_opt_state=jax.jit(g_tx.init)(g_params), d_opt_state=jax.jit(d_tx.init)(d_params))
+      g_opt_state=_init_like(g_tx, g_params, target.g_opt_state),
+      d_opt_state=_init_like(d_tx, d_params, target.d_opt_state))
+
+
+def _init_like(tx, params: Any, like: Any) -> Any:
+  """``tx.init(params)`` placed as ``like`` (the target's fresh optimiser state) is.
+
+  Without the explicit placement the scalar ``count`` comes out of ``jit`` without the mesh, the train step's
+  output has it on the mesh, and the step would be traced and compiled a second time after its first call.
+  """
+  return jax.jit(tx.init, out_shardings=jax.tree_util.tree_map(lambda x: x.sharding, like))(params)
