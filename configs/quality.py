@@ -8,15 +8,21 @@ held-out patients) and the history is kept in ``WORKDIR/eval/history.jsonl``; th
 is kept in ``checkpoints_best/``. The run is resumable: rerun the same command to continue. Plot the curve with
 ``python -m fsgan_jax.experiments.quality_curve --workdir=WORKDIR``.
 
+``configs/quality.py:polish`` continues a finished run (``transfer.method='finetune'`` from its checkpoint: G, EMA
+and D carried over, fresh Adam) with the learning rate halved and a longer EMA (0.999, a half-life of about 700
+steps), the usual end-of-training settings once the held-out scores stop improving at lr 2e-4 / EMA 0.99.
+
 Run::
 
   python -m fsgan_jax.main --config=configs/quality.py --workdir=/tmp/fsgan_quality
+  python -m fsgan_jax.main --config=configs/quality.py:polish --workdir=/tmp/fsgan_quality_polish \
+      --config.transfer.source_workdir=/tmp/fsgan_quality --config.transfer.source_step=4000
 """
 
 from configs import recipe
 
 
-def get_config():
+def get_config(arg: str = ''):
   c = recipe.get_config('b16')
   c.num_steps = 8000
   c.log_every = 100
@@ -29,4 +35,12 @@ def get_config():
   c.eval.best_metric = 'kid_heldout'
   c.eval.metrics = ('fid', 'kid', 'precision_recall', 'diversity', 'memorization')
   c.eval.num_samples = 2000
+  if arg == 'polish':
+    c.transfer.method = 'finetune'
+    c.lr = c.lr / 2
+    c.ema_decay = 0.999
+    c.num_steps = 3000
+    c.eval.every = 500
+  elif arg:
+    raise ValueError(f'configs/quality.py: unknown variant {arg!r}; use "" or "polish"')
   return c
