@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fsgan_jax import default_config, errors, losses, masks, methods, metrics
+from fsgan_jax import default_config, errors, image_file, losses, masks, methods, metrics
 from fsgan_jax.augment import diffaug
 from fsgan_jax.evaluators import fid as fid_lib
 from fsgan_jax.evaluators import inception
@@ -135,6 +135,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   for name in ('beta1', 'beta2'):
     if not 0.0 <= getattr(config, name) < 1.0:
       raise ConfigError(f'config.{name}={getattr(config, name)} must be in [0, 1)')
+  intensity = config.data.get('intensity', 'auto')
+  if intensity not in image_file.INTENSITIES:
+    raise ConfigError(f'config.data.intensity={intensity!r}; choose one of {list(image_file.INTENSITIES)}')
+  restore_step = config.get('restore_step')
+  if restore_step is not None and (not isinstance(restore_step, int) or restore_step < 1):
+    raise ConfigError(f'config.restore_step={restore_step!r} must be a checkpoint step >= 1 (None = the latest)')
   if config.data.limit < 0:
     raise ConfigError(f'config.data.limit={config.data.limit} must be >= 0 (0 = all images)')
   if config.data.get('tfds_name'):

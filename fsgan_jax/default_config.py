@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.mask_dir = ml_collections.config_dict.placeholder(str)
   c.data.contrast_names = ''  # e.g. 'flair' or 'flair,t1ce': names of the contrast channels in sample files
   c.data.limit = 0  # use only the first N images (0 = all), e.g. 10 for a 10-shot run
+  c.data.intensity = 'auto'  # image folders: 'auto' | 'percentile' | 'range' (fsgan_jax/image_file.py)
+  c.data.strict = False  # True: images smaller than the resolution, non-square or channel-converted are errors
   c.data.flip = True  # random horizontal flip, as the official transform
   # A prepared TFDS dataset instead of a folder (python -m fsgan_jax.datasets.build ...; see README):
   c.data.tfds_name = ml_collections.config_dict.placeholder(str)  # e.g. 'brats', 'lgg_kaggle3m', 'ixi'; None = dir
@@ -96,6 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
   # data.dir, data.tfds_data_dir) may change too (the old config.json is kept as config.<timestamp>.json). Model,
   # loss, augmentation, optimizer, seed and batch fields never change within a workdir.
   c.allow_config_change = False
+  # Resume from this checkpoint step instead of the latest (e.g. when the latest is damaged); later checkpoints are
+  # moved to WORKDIR/checkpoints_set_aside/, never deleted.
+  c.restore_step = ml_collections.config_dict.placeholder(int)
 
   # Evaluation (fsgan_jax/evaluate.py): the evaluators to run, big_vision style, and their settings.
   c.eval = ml_collections.ConfigDict()

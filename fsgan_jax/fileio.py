@@ -40,8 +40,7 @@ from fsgan_jax import errors
 _URL_RE = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
 
 
-class StorageError(errors.FsganError, OSError):
-  """The storage behind a URL failed (unreachable, no credentials, no permission, ...); a one-line message."""
+StorageError = errors.StorageError
 
 
 @contextlib.contextmanager
@@ -151,6 +150,12 @@ def listdir(path: str | os.PathLike) -> list[str]:
   """The sorted names (not paths) of the entries of a folder."""
   with _storage_errors(path):
     return sorted(p.name for p in epath.Path(path).iterdir())
+
+
+def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+  """Moves a file or folder (atomic on one local file system; copy + delete on object stores)."""
+  with _storage_errors(src):
+    epath.Path(src).rename(dst)
 
 
 def check_url_supported(path: str | os.PathLike, field: str = '--workdir') -> None:

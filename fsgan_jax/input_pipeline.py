@@ -24,16 +24,18 @@ host work per step. Resizing is bilinear (PIL), as torchvision's ``Resize`` in t
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pathlib
 from typing import Any, Optional
 
+from absl import logging
 from etils import epath
 import numpy as np
 from PIL import Image
 
-from fsgan_jax import datasets, errors, masks  # datasets: TFDS is imported only when a split is read
+from fsgan_jax import datasets, errors, image_file, masks  # datasets: TFDS is imported only when a split is read
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / 'data' / 'lgg_flair_100'
@@ -54,19 +56,57 @@ def list_images(directory: str | os.PathLike) -> list[pathlib.Path]:
   return files
 
 
-def load_image(path: pathlib.Path, size: int, channels: int) -> np.ndarray:
-  """One image as float32 (size, size, channels) in [-1, 1]."""
-  try:
-    with Image.open(path) as im:
-      im = im.convert('L' if channels == 1 else 'RGB')
-      if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-      arr = np.asarray(im, np.float32)
-  except (OSError, ValueError) as e:
-    raise DataError(f'cannot read image {str(path)!r}: {e}') from e
-  if arr.ndim == 2:
-    arr = arr[..., None]
-  return arr / 127.5 - 1.0
+def image_notes(im: Image.Image, size: int, channels: int) -> list[str]:
+  """What loading ``im`` at ``size`` with ``channels`` changes beyond a plain downscale (for ``report_notes``)."""
+  notes = []
+  w, h = im.size
+  if min(w, h) < size:
+    notes.append(f'smaller than model.resolution={size} (upscaled)')
+  if w != h:
+    notes.append(f'not square (stretched to {size}x{size})')
+  mode = 'L' if channels == 1 else 'RGB'
+  if im.mode in image_file.HIGH_DEPTH_MODES:
+    if channels != 1:
+      notes.append(f'{image_file.depth(im.mode)} gray repeated into RGB (data.channels={channels})')
+  elif im.mode != mode:
+    notes.append(f'converted from {im.mode} to {mode} (data.channels={channels})')
+  return notes
+
+
+def report_notes(notes: dict[str, list[tuple[str, str]]], total: int, strict: bool) -> None:
+  """Logs each kind of note once (count and an example), or with ``strict`` raises DataError on the first kind.
+
+  ``notes``: kind -> [(file, its size as WxH), ...].
+  """
+  modes = {k[len('mode:'):]: len(v) for k, v in notes.items() if k.startswith('mode:')}
+  if modes:
+    logging.info('data: %d images by mode: %s', total, ', '.join(
+        f'{n} {m} ({image_file.depth(m) or "unsupported"})' for m, n in sorted(modes.items())))
+  for kind, where in notes.items():
+    if kind.startswith('mode:'):
+      continue
+    file, dims = where[0]
+    text = f'{len(where)} of {total} images are {kind}, e.g. {file!r} ({dims})'
+    if strict:
+      raise DataError(f'data.strict=True: {text}')
+    logging.warning('data: %s; set data.strict=True to refuse such images', text)
+
+
+def load_image(path: pathlib.Path, size: int, channels: int,
+               notes: Optional[dict[str, list[tuple[str, str]]]] = None, intensity: str = 'auto') -> np.ndarray:
+  """One image as float32 (size, size, channels) in [-1, 1] at its native bit depth (``image_file.read``).
+
+  ``notes`` collects what ``image_notes`` finds, and the image's mode under the key ``'mode:<mode>'``.
+  """
+  if notes is not None:
+    try:
+      with Image.open(path) as im:
+        for note in image_notes(im, size, channels):
+          notes[note].append((str(path), f'{im.size[0]}x{im.size[1]} {im.mode}'))
+        notes[f'mode:{im.mode}'].append((str(path), ''))
+    except (OSError, ValueError) as e:
+      raise DataError(f'cannot read image {str(path)!r}: {e}') from e
+  return image_file.read(path, size, channels, intensity)
 
 
 def find_mask(image: pathlib.Path, image_root: pathlib.Path, mask_dir: pathlib.Path) -> pathlib.Path:
@@ -95,7 +135,8 @@ def load_mask(path: pathlib.Path, size: int) -> np.ndarray:
 
 
 def load_images(directory: Optional[str], size: int, channels: int, limit: Optional[int] = None,
-                mask_dir: Optional[str] = None, mask_channels: int = 0) -> np.ndarray:
+                mask_dir: Optional[str] = None, mask_channels: int = 0, strict: bool = False,
+                intensity: str = 'auto') -> np.ndarray:
   """Loads an image folder (``None`` = the bundled lgg_flair_100 set) as (N, size, size, channels) in [-1, 1].
 
   Args:
@@ -106,6 +147,9 @@ def load_images(directory: Optional[str], size: int, channels: int, limit: Optio
     mask_dir: with ``mask_channels = 1``, the folder of the images' masks (see :func:`find_mask`); None = the
       bundled masks (only with the bundled images).
     mask_channels: 0 (images only) or 1: append the binary mask as a last channel in -1 / +1.
+    strict: refuse (DataError) images smaller than ``size``, non-square or channel-converted ones; by default
+      each kind is logged once with its count and an example file.
+    intensity: ``data.intensity`` (``fsgan_jax.image_file``): how pixel values map to [-1, 1].
   """
   if channels not in (1, 3):
     raise DataError(f'data.channels must be 1 or 3, got {channels}')
@@ -116,7 +160,9 @@ def load_images(directory: Optional[str], size: int, channels: int, limit: Optio
   files = list_images(root)
   if limit:
     files = files[:limit]
-  images = np.stack([load_image(p, size, channels) for p in files])
+  notes: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+  images = np.stack([load_image(p, size, channels, notes, intensity) for p in files])
+  report_notes(notes, len(files), strict)
   if not mask_channels:
     return images
   if mask_dir is None and directory is not None:
@@ -164,7 +210,8 @@ def load_config_data(config_data: Any, resolution: int, split: Optional[str] = N
   channels, limit = field('channels', 1), field('limit', 0) or None
   name = field('tfds_name')
   if not name:
-    images = load_images(field('dir'), resolution, channels, limit, field('mask_dir'), mask_channels)
+    images = load_images(field('dir'), resolution, channels, limit, field('mask_dir'), mask_channels,
+                         bool(field('strict', False)), field('intensity', 'auto'))
     return (images, None) if return_subjects else images
   split = split or field('tfds_split')
   if not split:

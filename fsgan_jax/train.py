@@ -13,14 +13,17 @@
 # limitations under the License.
 """The training loop: ``train_and_evaluate(config, workdir)``.
 
-Validates the config, builds the GAN (``gan``), restores or starts the state (``workdir``, ``checkpointing``),
-then steps, logs, writes sample grids, saves checkpoints, evaluates periodically (``evaluate``), stops cleanly on
-preemption and never saves a non-finite state.
+Validates the config, locks the workdir (``lock``: one training process per workdir), builds the GAN (``gan``),
+restores or starts the state (``workdir``, ``checkpointing``), then steps, logs, writes sample grids, saves
+checkpoints, evaluates periodically (``evaluate``), stops cleanly on preemption and never saves a non-finite state.
+A full disk (or quota, or read-only file system) stops it with one line naming the last complete checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 import signal
 import threading
 import time
@@ -35,7 +38,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from fsgan_jax import checkpointing, config_lib, errors, evaluate, fileio, gan, input_pipeline, masks, metrics
+from fsgan_jax import checkpointing, config_lib, errors, evaluate, fileio, gan, input_pipeline, lock, masks, metrics
 from fsgan_jax import methods, report, sampling, train_state, workdir as workdir_lib
 from fsgan_jax.transfer import source as source_lib
 
@@ -107,11 +110,47 @@ class _Preemption:
     return self.manager.reached_preemption(step)
 
 
+@dataclasses.dataclass
+class _Progress:
+  step: int = 0  # the step being trained (0 = not yet in the loop)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains (or resumes) a FastGAN in ``workdir``; returns the metrics of the last logged step."""
+  """Trains (or resumes) a FastGAN in ``workdir``; returns the metrics of the last logged step.
+
+  Raises (one line each): ConfigError (before anything is read or compiled), WorkdirError (another process trains
+  ``workdir``, or its checkpoint is damaged), DataError, StorageError (the disk filled up: the message names the
+  last complete checkpoint; free space and rerun to resume), FloatingPointError (non-finite state, not saved).
+  """
   config_lib.validate(config, jax.device_count())
   workdir = fileio.abspath(workdir)  # a gs:// URL stays as it is
   changes = workdir_lib.check_config_compatible(config, workdir)
+  at = _Progress()
+  with contextlib.ExitStack() as stack:
+    if jax.process_index() == 0:  # one lock per run, taken by the process that writes the workdir's files
+      stack.enter_context(lock.WorkdirLock(workdir))
+      checkpointing.remove_partial_saves(workdir)
+    try:
+      return _train(config, workdir, changes, at)
+    except (OSError, ValueError) as e:
+      full = errors.storage_full(e)
+      if full is None:
+        raise
+      raise errors.StorageError(_storage_message(workdir, full, at.step)) from None
+
+
+def _storage_message(workdir: str, full: tuple, step: int) -> str:
+  steps = checkpointing.complete_steps(workdir)
+  last = f'the last complete checkpoint is step {steps[-1]}' if steps else 'no checkpoint was completed'
+  what = f'write {full[0] or workdir}' + (f' at step {step}' if step else '')
+  save = re.match(r'(.*)[/\\](\d+)' + re.escape(checkpointing.TMP_SUFFIX), full[0] or '')
+  if save:  # a file deep inside Orbax's temporary folder: name the checkpoint instead
+    what = f'save checkpoint {save.group(2)} in {save.group(1)}'
+  return f'could not {what} ({full[1]}); {last}; free space and run the same command to resume'
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, changes: dict, at: _Progress) -> dict[str, float]:
+  """``train_and_evaluate`` once the workdir is locked."""
   mesh = gan.make_mesh()
   repl = NamedSharding(mesh, P())
   setup = gan.build_setup(config)
@@ -123,7 +162,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   state = gan.create_state(config, setup, mesh)
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
-  state, restored_step = checkpointing.restore(manager, state)
+  restore_step = config.get('restore_step')
+  state, restored_step = checkpointing.restore(manager, state, restore_step)
+  later = [s for s in manager.all_steps() if restore_step is not None and s > restore_step]
+  if later:  # resuming from an older checkpoint: the later ones leave the folder (moved, never deleted)
+    manager.close()
+    checkpointing.set_aside(workdir, later)
+    manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
   source = None
   if methods.method(config):
     try:
@@ -168,6 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     with preemption.installed():
       for step in range(initial_step + 1, config.num_steps + 1):
+        at.step = step
         state, step_metrics = train_step(state, images, consts)
         progress(step)
         preempted = preemption.reached(step)

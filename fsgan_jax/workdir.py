@@ -32,7 +32,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fsgan_jax import checkpointing, config_lib, errors, fileio, gan, pretrained, steps, train_state
+from absl import logging
+
+from fsgan_jax import checkpointing, config_lib, errors, fileio, gan, lock, pretrained, steps, train_state
 
 # Fields that make a generator's parameters (transfer needs them equal between source and target).
 MODEL_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model.decoder_width', 'model.tanh',
@@ -43,11 +45,11 @@ MODEL_FIELDS = ('model.resolution', 'model.ngf', 'model.ndf', 'model.nz', 'model
 SHAPE_FIELDS = (*MODEL_FIELDS, 'model.dtype', 'recon_loss', 'diffaug_policy', 'batch_size', 'seed', 'lr', 'beta1',
                 'beta2', 'ema_decay')
 # Fields that only change bookkeeping, evaluation or where the same data lives: may change with
-# ``config.allow_config_change=True``. ``num_steps`` may always change (extending a run); ``allow_config_change``
-# itself is never compared.
+# ``config.allow_config_change=True``. ``num_steps`` may always change (extending a run); ``allow_config_change``,
+# ``restore_step`` (where this start resumes) and ``data.strict`` (input checks) are never compared.
 _SAFE_FIELDS = ('num_steps', 'log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints', 'num_sample_images',
                 'sample_bn', 'data.dir', 'data.tfds_data_dir', 'eval.*')
-_IGNORED_FIELDS = ('allow_config_change',)
+_IGNORED_FIELDS = ('allow_config_change', 'restore_step', 'data.strict')
 
 
 def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
@@ -142,13 +144,15 @@ class Run:
 
 
 def load_run(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = None,
-             config: Optional[ml_collections.ConfigDict] = None) -> Run:
+             config: Optional[ml_collections.ConfigDict] = None, older_hint: str = '--step=N') -> Run:
   """Restores the checkpoint ``step`` (default: the latest) of ``workdir``, replicated over ``mesh`` (default: all).
 
   ``workdir`` may also be an exported generator (``fsgan_jax.pretrained``): its checksums are verified and its EMA
   generator restored (``step`` must be None or its step).
   ``config``: the run's config if already read (e.g. checked by the caller); default ``read_config(workdir)``.
-  Raises FileNotFoundError (no config.json, no checkpoint, no such step) or ConfigError (unreadable config.json).
+  Reading a workdir that another process is training is fine (only complete checkpoints are read): it is logged.
+  Raises FileNotFoundError (no config.json, no checkpoint, no such step), ConfigError (unreadable config.json) or
+  WorkdirError (a damaged checkpoint; ``older_hint`` says how to choose an older one).
   """
   workdir = fileio.abspath(workdir)  # a gs:// URL stays as it is
   if pretrained.is_pretrained(workdir):
@@ -159,7 +163,10 @@ def load_run(workdir: str, step: Optional[int] = None, mesh: Optional[Mesh] = No
   manager = checkpointing.make_manager(workdir, config.keep_checkpoints, config.checkpoint_every)
   if manager.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: train first')
-  state, step = checkpointing.restore(manager, gan.create_state(config, setup, mesh), step)
+  state, step = checkpointing.restore(manager, gan.create_state(config, setup, mesh), step, older_hint)
+  training = lock.holder(workdir)
+  if training:
+    logging.warning('%s is being trained by %s: read its complete checkpoint of step %d', workdir, training, step)
   return Run(workdir=workdir, config=config, setup=setup, mesh=mesh, state=state, step=int(step))
 
 

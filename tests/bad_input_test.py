@@ -5,17 +5,21 @@ file hashes before == after, no file added. Most rows call the library directly 
 a few run the CLIs (main.py in a subprocess: no 'Traceback' on stderr; the fid/build CLIs through their main()).
 """
 
+import errno
 import hashlib
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 
+import numpy as np
+from PIL import Image
 import pytest
 
 from configs import tiny
-from fsgan_jax import errors, sample, train, workdir as workdir_lib
+from fsgan_jax import checkpointing, errors, lock, sample, train, workdir as workdir_lib
 from fsgan_jax.datasets import build
 from fsgan_jax.evaluators import fid
 
@@ -60,6 +64,11 @@ ROWS = [
     ('data_dir_corrupt_image', 'config.data.dir=a folder with a corrupt .png',
      ('config', {'data.dir': '{tmp}/corrupt', 'allow_config_change': True}),
      "cannot read image '{tmp}/corrupt/bad.png'"),
+    ('data_dir_unsupported_mode', 'config.data.dir=a folder with a CIE LAB TIFF',
+     ('config', {'data.dir': '{tmp}/lab', 'allow_config_change': True}),
+     "image '{tmp}/lab/a.tif' has mode 'LAB', which is not supported"),
+    ('data_intensity', "config.data.intensity='minmax'", ('config', {'data.intensity': 'minmax'}),
+     "config.data.intensity='minmax'; choose one of ['auto', 'percentile', 'range']"),
     ('tfds_no_split', "config.data.tfds_name='brats' without tfds_split", ('config', {'data.tfds_name': 'brats'}),
      "config.data.tfds_split must be set when config.data.tfds_name='brats'"),
     ('eval_resize', "config.eval.resize='bicubic'", ('config', {'eval.resize': 'bicubic'}),
@@ -82,6 +91,28 @@ ROWS = [
      ('config', {'seed': 1, 'allow_config_change': True}), '(seed: workdir has 0, config has 1); use a new --workdir'),
     ('config_json_corrupt', 'a workdir whose config.json is not valid JSON', ('config', {'<corrupt config.json>': 1}),
      '{wd}/config.json is not a valid config file (Expecting value: line 1 column 1 (char 0))'),
+    ('restore_step_zero', 'config.restore_step=0', ('config', {'restore_step': 0}),
+     'config.restore_step=0 must be a checkpoint step >= 1 (None = the latest)'),
+    ('restore_step_missing', 'resume with config.restore_step=3 (no such checkpoint)', ('config', {'restore_step': 3}),
+     'no checkpoint for step 3 in {wd}/checkpoints; available: [2]'),
+    ('damaged_checkpoint', 'resume a workdir whose latest checkpoint lacks a file', ('config', {}),
+     'checkpoint 2 in {wd}/checkpoints is damaged ({wd}/checkpoints/2/default/_METADATA: missing); there is no older '
+     'checkpoint: restore it from a backup or use a new --workdir; nothing was deleted'),
+    ('data_strict_small', 'config.data.dir=a folder with a 64x80 image, config.data.strict=True',
+     ('config', {'data.dir': '{tmp}/small', 'data.strict': True, 'allow_config_change': True}),
+     "data.strict=True: 1 of 1 images are smaller than model.resolution=128 (upscaled), e.g. '{tmp}/small/a.png' "
+     '(64x80 L)'),
+    ('data_strict_channels', 'config.data.dir=a folder with an RGB image, config.data.channels=1, config.data.strict=True',
+     ('config', {'data.dir': '{tmp}/rgb', 'data.strict': True, 'allow_config_change': True}),
+     "data.strict=True: 1 of 1 images are converted from RGB to L (data.channels=1), e.g. '{tmp}/rgb/a.png' "
+     '(128x128 RGB)'),
+    ('disk_full', 'the disk fills up while the first checkpoint is saved (simulated; real: tests/reliability_test.py)',
+     ('config', {'<disk full>': 1}),
+     'could not save checkpoint 2 in {tmp}/wd3/checkpoints (No space left on device); no checkpoint was completed; '
+     'free space and run the same command to resume'),
+    ('out_of_memory', 'XLA runs out of accelerator memory (RESOURCE_EXHAUSTED, simulated)', ('oom', None),
+     'out of accelerator memory (RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.); use a '
+     "smaller --config.batch_size or --config.model.dtype='bfloat16'"),
     ('sample_num_zero', 'sample with --num=0', ('sample', {'num': 0}), '--num=0 must be >= 1'),
     ('sample_no_config', 'sample from a folder that is not a workdir', ('sample', {'workdir': '{tmp}/empty'}),
      "{tmp}/empty/config.json not found: is '{tmp}/empty' a fsgan_jax training workdir?"),
@@ -90,6 +121,8 @@ ROWS = [
     ('main_resolution', 'python -m fsgan_jax.main ... --config.model.resolution=300',
      ('main', ['--config=configs/tiny.py', '--config.model.resolution=300']),
      'error: config.model.resolution=300 is not supported; choose one of (128, 256, 512, 1024)'),
+    ('main_workdir_busy', 'python -m fsgan_jax.main ... on a workdir that another process is training',
+     ('main', ['--config=configs/tiny.py', '<locked>']), 'error: {wd} is being trained by pid {pid} on host {host}'),
     ('main_sample_not_workdir', 'python -m fsgan_jax.main --mode=sample --workdir=a folder that is not a workdir',
      ('main', ['--mode=sample', '--workdir={tmp}/empty']),
      "error: {tmp}/empty/config.json not found: is '{tmp}/empty' a fsgan_jax training workdir?"),
@@ -127,24 +160,43 @@ def workdir(tmp_path):
   (tmp_path / 'empty').mkdir()
   (tmp_path / 'corrupt').mkdir()
   (tmp_path / 'corrupt' / 'bad.png').write_text('not a png')
+  (tmp_path / 'small').mkdir()
+  Image.fromarray(np.zeros((80, 64), np.uint8)).save(tmp_path / 'small' / 'a.png')
+  (tmp_path / 'lab').mkdir()
+  Image.new('LAB', (8, 8)).save(tmp_path / 'lab' / 'a.tif')
+  (tmp_path / 'rgb').mkdir()
+  Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(tmp_path / 'rgb' / 'a.png')
   return wd
 
 
 def _fill(x, tmp, wd):
   if isinstance(x, str):
-    return x.replace('{tmp}', str(tmp)).replace('{wd}', str(wd))
+    return (x.replace('{tmp}', str(tmp)).replace('{wd}', str(wd)).replace('{pid}', str(os.getpid()))
+            .replace('{host}', socket.gethostname()))
   if isinstance(x, (list, tuple)) and all(isinstance(v, str) for v in x):
     return type(x)(_fill(v, tmp, wd) for v in x)
   return x
 
 
-def _error_of(kind, arg, tmp, wd, capsys) -> str:
+def _disk_full(*args, **kwargs):
+  raise OSError(errno.ENOSPC, 'No space left on device',
+                f'{args[0].directory}/2{checkpointing.TMP_SUFFIX}/default{checkpointing.TMP_SUFFIX}/_sharding')
+
+
+def _error_of(kind, arg, tmp, wd, capsys, monkeypatch) -> str:
   """Runs one bad input; returns the error text as printed (one line)."""
+  if kind == 'oom':  # what main.py prints for XLA's out-of-memory error
+    return str(errors.out_of_memory(RuntimeError(
+        'RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.\nBufferAssignment OOM ...')))
   if kind == 'config':
     config = tiny.get_config()
     for field, value in arg.items():
       if field == '<corrupt config.json>':
         (wd / 'config.json').write_text('')
+        continue
+      if field == '<disk full>':  # a fresh workdir whose first checkpoint save fails with ENOSPC
+        wd = tmp / 'wd3'
+        monkeypatch.setattr(checkpointing, 'save', _disk_full)
         continue
       section, _, name = field.rpartition('.')
       (config[section] if section else config)[name] = _fill(value, tmp, wd)
@@ -163,10 +215,18 @@ def _error_of(kind, arg, tmp, wd, capsys) -> str:
   if kind == 'main':
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu',
                TF_CPP_MIN_LOG_LEVEL='3')
+    locked = '<locked>' in argv  # this test process trains the workdir (holds its lock) meanwhile
+    argv = [a for a in argv if a != '<locked>']
     if not any(a.startswith('--workdir') for a in argv):
       argv = argv + [f'--workdir={wd}']
-    proc = subprocess.run([sys.executable, '-m', 'fsgan_jax.main', *argv], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    holder = lock.WorkdirLock(str(wd))
+    if locked:
+      holder.acquire()
+    try:
+      proc = subprocess.run([sys.executable, '-m', 'fsgan_jax.main', *argv], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    finally:
+      holder.release()
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     return proc.stderr.strip().splitlines()[-1]
   main = {'fid': fid.main, 'build': build.main}[kind]
@@ -180,12 +240,12 @@ def _error_of(kind, arg, tmp, wd, capsys) -> str:
 
 
 @pytest.mark.parametrize('row', ROWS, ids=[r[0] for r in ROWS])
-def test_bad_input(row, workdir, capsys):
+def test_bad_input(row, workdir, capsys, monkeypatch):
   _, _, (kind, arg), expected = row
   tmp = workdir.parent
   corrupt = kind == 'config' and '<corrupt config.json>' in arg
   before = _hashes(workdir)
-  message = _error_of(kind, arg, tmp, workdir, capsys)
+  message = _error_of(kind, arg, tmp, workdir, capsys, monkeypatch)
   assert '\n' not in message
   assert _fill(expected, tmp, workdir) in message
   after = _hashes(workdir)
@@ -195,7 +255,8 @@ def test_bad_input(row, workdir, capsys):
 
 
 def _readme_text(x: str) -> str:
-  return x.replace('{tmp}', 'DIR').replace('{wd}', 'DIR/wd').replace('|', '\\|')
+  return (x.replace('{tmp}', 'DIR').replace('{wd}', 'DIR/wd').replace('{pid}', 'PID').replace('{host}', 'HOST')
+          .replace('|', '\\|'))
 
 
 def test_readme_table_matches():

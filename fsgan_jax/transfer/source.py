@@ -73,7 +73,8 @@ def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections
                       'plain Gaussian latent')
   src_config = config_lib.with_defaults(src_config)
   try:
-    run = workdir_lib.load_run(workdir, config.transfer.get('source_step'), mesh=mesh, config=src_config)
+    run = workdir_lib.load_run(workdir, config.transfer.get('source_step'), mesh=mesh, config=src_config,
+                              older_hint='config.transfer.source_step=N')
   except FileNotFoundError as e:
     if config.transfer.get('source_step') is None:  # only "no checkpoint at all" remains
       raise SourceError(f'config.transfer.source_workdir={workdir!r} has no checkpoint: train the source '
