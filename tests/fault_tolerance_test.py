@@ -72,7 +72,10 @@ def _run_until(workdir, min_step, sig):
 def test_kill_and_preempt_resume_bit_identical(tmp_path):
   """SIGKILL and SIGTERM at different steps, restarting each time: the final state is bit-identical.
 
-  (Each restart is a new process that imports JAX and TensorFlow: two interruptions cover both signals.)
+  The last restart is two starts at once on the same workdir (a restart script racing a job that is still
+  running): exactly one trains, the other exits 1 with one line naming the holder of the workdir lock and writes
+  nothing (no event file of its own). (Each restart is a new process that imports JAX and TensorFlow: two
+  interruptions cover both signals.)
   """
   config = _config()
   ref = str(tmp_path / 'ref')
@@ -96,9 +99,17 @@ def test_kill_and_preempt_resume_bit_identical(tmp_path):
     else:
       assert code == -signal.SIGKILL
     assert not before or after[-1] > before[-1]
-  proc = _start(work)
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-3000:]
+  events = sorted(p.name for p in pathlib.Path(work).glob('events.out.tfevents.*'))
+  procs = [_start(work), _start(work)]
+  results = [(p, *p.communicate(timeout=300)) for p in procs]
+  assert sorted(p.returncode for p in procs) == [0, 1], [r[2][-2000:] for r in results]
+  winner = next(p for p in procs if p.returncode == 0)
+  refused = next(r for r in results if r[0].returncode == 1)
+  assert 'Traceback' not in refused[2], refused[2][-3000:]
+  assert refused[2].strip().splitlines()[-1].startswith(f'error: {work} is being trained by pid {winner.pid} on host ')
+  new_events = sorted(p.name for p in pathlib.Path(work).glob('events.out.tfevents.*'))
+  assert len(new_events) == len(events) + 1 and f'.{winner.pid}.' in (set(new_events) - set(events)).pop()
+  assert not (pathlib.Path(work) / 'train.lock').exists()
   ref_step, ref_leaves = _leaves(ref, ref_config)
   step, leaves = _leaves(work, config)
   assert ref_step == step == NUM_STEPS
