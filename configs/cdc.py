@@ -21,6 +21,8 @@ from fsgan_jax import default_config
 
 
 def get_config(arg: str = ''):
+  if arg not in ('', 'cpu'):
+    raise ValueError(f'configs/cdc.py: unknown variant {arg!r} (use :cpu or nothing)')
   c = default_config.get_config()
   if arg == 'cpu':
     default_config.shrink_for_cpu(c)

@@ -26,6 +26,8 @@ from fsgan_jax import default_config
 
 
 def get_config(arg: str = ''):
+  if arg not in ('', 'cpu'):
+    raise ValueError(f'configs/pretrain_source.py: unknown variant {arg!r} (use :cpu or nothing)')
   c = default_config.get_config()
   c.num_steps = 40_000
   if arg == 'cpu':

@@ -189,6 +189,16 @@ def test_metrics_known_cases():
   assert np.isnan(stats.auroc(np.ones(3), np.ones(3)))
 
 
+def test_percentile_ci_level_is_exact():
+  """The interval's ends are the (1 - level) / 2 and (1 + level) / 2 quantiles: exact on 0..1000."""
+  lo, hi = stats.percentile_ci(np.arange(1001.0), 0.95)
+  assert (lo, hi) == (pytest.approx(25.0, abs=1e-9), pytest.approx(975.0, abs=1e-9))  # (1 - .95) / 2 in floats
+  lo, hi = stats.percentile_ci(np.arange(1001.0), 0.9)
+  assert (lo, hi) == (pytest.approx(50.0, abs=1e-9), pytest.approx(950.0, abs=1e-9))
+  lo, hi = stats.percentile_ci(np.array([[0.0, 10.0], [np.nan, np.nan], [1000.0, 1010.0]]), 0.5)  # NaN ignored
+  assert lo.tolist() == [250.0, 260.0] and hi.tolist() == [750.0, 760.0]
+
+
 def test_bootstrap_known_cases():
   # All-equal metric: zero-width interval.
   values = np.full(20, 0.7)
