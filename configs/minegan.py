@@ -3,7 +3,9 @@ Images") from a source GAN to the few-shot tumor set.
 
 A miner MLP in front of G maps the input noise to the source latent space (``latent = 'miner'``; residual and
 initialised to the identity, an *assumption*, so training starts at the source distribution). Stage 1
-(``minegan_stage1_steps``, here a fifth of the budget) trains only the miner with G frozen (D trains); stage 2
+(``minegan_stage1_steps``) trains only the miner with G frozen (D trains): a fixed 1000 steps as the official
+StyleGAN2 MineGAN code (``styleGANv2/train.py``), and 100 steps in the ``:cpu`` variant (the count of the original
+MineGAN code, a half of the CPU budget) rather than a fraction of the budget; stage 2
 trains miner and G jointly, with G's Adam state starting fresh. Details: ``fsgan_jax/latents.py``,
 ``fsgan_jax/steps.py``.
 
@@ -27,5 +29,5 @@ def get_config(arg: str = ''):
     default_config.shrink_for_cpu(c)
   c.transfer.method = 'minegan'
   c.latent = 'miner'
-  c.transfer.minegan_stage1_steps = c.num_steps // 5
+  c.transfer.minegan_stage1_steps = 100 if arg == 'cpu' else 1000
   return c

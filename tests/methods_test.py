@@ -207,20 +207,36 @@ def test_cdc_end_to_end(source_workdir, tmp_path):
   assert 'patch_head' in state.d_params
 
 
-def test_minegan_stage_one_leaves_g_unchanged(source_workdir, tmp_path):
+def _adam_counts(opt_state, partition):
+  leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(opt_state.inner_states[partition]))[0]
+  return {int(v) for path, v in leaves if 'count' in jax.tree_util.keystr(path)}
+
+
+def test_minegan_stage_one_then_joint(source_workdir, tmp_path):
+  """Step 1 is stage 1 (G frozen, only the miner and D learn, G's Adam does not count); step 2 is stage 2 (G moves,
+  its Adam state starts fresh: count 1 while the miner's is 2)."""
   config = _transfer_config('minegan', source_workdir)
   config.latent = 'miner'
-  config.transfer.minegan_stage1_steps = 10  # both steps are stage 1
+  config.transfer.minegan_stage1_steps = 1
+  config.checkpoint_every = 1
   metrics = train.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(metrics['g_err'])
   src = _restore(source_workdir, tiny.get_config())
-  state = _restore(str(tmp_path), config)
-  for name, sub in state.g_params.items():
+  setup = gan.build_setup(config)
+  manager = checkpointing.make_manager(str(tmp_path), config.keep_checkpoints, config.checkpoint_every)
+  stage1, _ = checkpointing.restore(manager, gan.create_state(config, setup, gan.make_mesh()), 1)
+  stage2, _ = checkpointing.restore(manager, gan.create_state(config, setup, gan.make_mesh()), 2)
+  for name, sub in stage1.g_params.items():
     if name != 'miner':
       for a, b in zip(_leaves(sub), _leaves(src.g_params[name])):
         np.testing.assert_array_equal(a, b, err_msg=name)
-  assert any(np.abs(x).sum() > 0 for x in _leaves(state.g_params['miner']['out']))  # the miner learned
-  assert any(not np.array_equal(a, b) for a, b in zip(_leaves(state.d_params), _leaves(src.d_params)))
+  assert any(np.abs(x).sum() > 0 for x in _leaves(stage1.g_params['miner']['out']))  # the miner learned
+  assert any(not np.array_equal(a, b) for a, b in zip(_leaves(stage1.d_params), _leaves(src.d_params)))
+  assert _adam_counts(stage1.g_opt_state, 'generator') == {0} and _adam_counts(stage1.g_opt_state, 'miner') == {1}
+  moved = [not np.array_equal(a, b) for name, sub in stage2.g_params.items() if name != 'miner'
+           for a, b in zip(_leaves(sub), _leaves(src.g_params[name]))]
+  assert any(moved)
+  assert _adam_counts(stage2.g_opt_state, 'generator') == {1} and _adam_counts(stage2.g_opt_state, 'miner') == {2}
 
 
 def test_transfer_errors_name_the_field(source_workdir, tmp_path):
