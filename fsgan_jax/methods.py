@@ -74,6 +74,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if (name == 'minegan') != (latent == 'miner'):
     raise errors.ConfigError(f"config.transfer.method={name!r} with config.latent={latent!r}: MineGAN uses "
                              "latent='miner' and the miner is only used by MineGAN")
+  if name == 'cdc' and latent != 'gaussian':
+    raise errors.ConfigError(f"config.latent={latent!r} with config.transfer.method='cdc': CDC compares the target "
+                             "and the source generator on the same Gaussian latents; use latent='gaussian'")
   for field in ('cdc_weight', 'ewc_weight', 'cdc_anchor_std', 'minegan_stage1_steps', 'cdc_num_anchors'):
     if t[field] < 0:
       raise errors.ConfigError(f'config.transfer.{field}={t[field]} must be >= 0')
@@ -118,7 +121,8 @@ def consts(config: ml_collections.ConfigDict, generator: Any, discriminator: Any
   """The methods' constant inputs of the train step (unplaced).
 
   ``anchors`` (CDC: ``cdc_num_anchors`` latents, default one per training image), ``source_g`` (CDC: the frozen
-  source G's EMA parameters and statistics), ``source_params`` and ``fisher`` (EWC: the source G's parameters and
+  source G's parameters and statistics: the raw G that the target also starts from, as the official code loads
+  the same ``ckpt['g']`` into both, so the distance-consistency loss is 0 at the first step), ``source_params`` and ``fisher`` (EWC: the source G's parameters and
   their Fisher information, estimated once here; deterministic in ``config.seed``).
   """
   out: dict[str, Any] = {}
@@ -127,7 +131,7 @@ def consts(config: ml_collections.ConfigDict, generator: Any, discriminator: Any
   if name in ('cdc', 'ewc') and source is None:
     raise ValueError(f'transfer method {name!r} needs the source state')
   if name == 'cdc':
-    out['source_g'] = {'params': source.ema_params, 'batch_stats': source.g_stats}
+    out['source_g'] = {'params': source.g_params, 'batch_stats': source.g_stats}
     out['anchors'] = cdc.make_anchors(key, t.cdc_num_anchors or num_images, config.model.nz)
   elif name == 'ewc':
     g_vars = {'params': source.g_params, 'batch_stats': source.g_stats}

@@ -68,6 +68,10 @@ def load_source(config: ml_collections.ConfigDict, mesh) -> tuple[ml_collections
   if src_m not in (0, m):
     raise SourceError(f'config.model.mask_channels={m} differs from the source workdir {workdir} '
                       f'(mask_channels={src_m}); a source has the same label channels or none')
+  if src_m != m and config.transfer.method in ('cdc', 'ewc'):
+    raise SourceError(f'config.transfer.method={config.transfer.method!r} with config.model.mask_channels={m} needs a '
+                      f'source with the same label channels; {workdir} is image-only (its G has no mask output to '
+                      "compare or anchor): use method='finetune' or a paired source")
   if src_config.get('latent', 'gaussian') != 'gaussian':
     raise SourceError(f'the source workdir {workdir} uses latent={src_config.latent!r}; a source GAN must use the '
                       'plain Gaussian latent')
