@@ -260,6 +260,10 @@ def test_transfer_errors_name_the_field(source_workdir, tmp_path):
   config.latent = 'gmm'
   with pytest.raises(errors.ConfigError, match="config.latent='gmm' with config.transfer.method='cdc'"):
     config_lib.validate(config)
+  config = _transfer_config('ewc', source_workdir)
+  config.model.mask_channels = 1  # a paired target from the image-only source
+  with pytest.raises(errors.ConfigError, match=r"method='ewc' with config.model.mask_channels=1 needs a source with"):
+    train.train_and_evaluate(config, str(tmp_path / 'paired'))
   config = _transfer_config('dreambooth', source_workdir)
   with pytest.raises(errors.ConfigError, match='config.transfer.method'):
     config_lib.validate(config)
