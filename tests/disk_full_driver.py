@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,7 @@ def main() -> int:
     record['identical'] = bool(len(leaves) == len(ref) and all(np.array_equal(a, b) for a, b in zip(ref, leaves)))
     records.append(record)
     print(json.dumps(record), flush=True)
+    shutil.rmtree(workdir)  # the next trial gets the whole tmpfs
   if args.cli:
     records.append(_cli_trial(mnt, 4.0))
     print(json.dumps(records[-1]), flush=True)
