@@ -11,6 +11,8 @@ is kept in ``checkpoints_best/``. The run is resumable: rerun the same command t
 ``configs/quality.py:polish`` continues a finished run (``transfer.method='finetune'`` from its checkpoint: G, EMA
 and D carried over, fresh Adam) with the learning rate halved and a longer EMA (0.999, a half-life of about 700
 steps), the usual end-of-training settings once the held-out scores stop improving at lr 2e-4 / EMA 0.99.
+``configs/quality.py:w32`` is the capacity side: the recipe's ``w32`` arm (ngf = ndf = 32, decoders at 16, batch 8)
+with the same long-run bookkeeping.
 
 Run::
 
@@ -23,7 +25,9 @@ from configs import recipe
 
 
 def get_config(arg: str = ''):
-  c = recipe.get_config('b16')
+  if arg not in ('', 'polish', 'w32'):
+    raise ValueError(f'configs/quality.py: unknown variant {arg!r}; use "", "polish" or "w32"')
+  c = recipe.get_config('w32' if arg == 'w32' else 'b16')
   c.num_steps = 8000
   c.log_every = 100
   c.sample_every = 500
@@ -41,6 +45,4 @@ def get_config(arg: str = ''):
     c.ema_decay = 0.999
     c.num_steps = 3000
     c.eval.every = 500
-  elif arg:
-    raise ValueError(f'configs/quality.py: unknown variant {arg!r}; use "" or "polish"')
   return c

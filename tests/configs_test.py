@@ -9,7 +9,7 @@ from fsgan_jax.experiments import classify, segment
 
 # (module, variant or None): the variants each config's docstring documents.
 TRAINING = [('fastgan', None), ('demo', None), ('tiny', None), ('paired', None), ('paired', 'cpu'),
-            ('pretrain_source', ''), ('pretrain_source', 'cpu'), ('quality', ''), ('quality', 'polish'),
+            ('pretrain_source', ''), ('pretrain_source', 'cpu'), ('quality', ''), ('quality', 'polish'), ('quality', 'w32'),
             *[(m, v) for m in ('apa', 'gmm') for v in ('', 'cpu')],
             *[(m, v) for m in ('cdc', 'ewc', 'finetune', 'minegan') for v in ('', 'cpu')],
             *[('recipe', arm) for arm in ('base', 'base+b16', 'base+cutout', 'base+ema999', 'w32')]]
