@@ -51,15 +51,19 @@ CONFIG_FILE = {'fastgan': 'fastgan.py'}
 EVAL_METRICS = ('fid', 'kid', 'diversity', 'memorization')
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('out', 'results/methods_cpu', 'Output folder (one workdir per cell + the table).')
-flags.DEFINE_string('variant', 'cpu', "Config variant passed to every config ('cpu' = the small CPU budget; '' = full).")
-flags.DEFINE_string('configs_dir', 'configs', 'Folder with the method configs.')
-flags.DEFINE_string('tfds_data_dir', None, 'TFDS data_dir holding the IXI dataset for the source GAN.')
-flags.DEFINE_multi_integer('shots', [100, 10], 'Shot counts (0 or 100 = the whole bundled set).')
-flags.DEFINE_multi_string('methods', list(METHODS), 'Methods to run.')
-flags.DEFINE_integer('num_samples', 0, 'Generated images per evaluation (0 = the config eval.num_samples).')
-flags.DEFINE_bool('table_only', False, 'Only collect finished cells and write the table.')
 
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program, so that importing this module defines none)."""
+  flags.DEFINE_string('out', 'results/methods_cpu', 'Output folder (one workdir per cell + the table).')
+  flags.DEFINE_string('variant', 'cpu', "Config variant passed to every config ('cpu' = the small CPU budget; '' = "
+                      'full).')
+  flags.DEFINE_string('configs_dir', 'configs', 'Folder with the method configs.')
+  flags.DEFINE_string('tfds_data_dir', None, 'TFDS data_dir holding the IXI dataset for the source GAN.')
+  flags.DEFINE_multi_integer('shots', [100, 10], 'Shot counts (0 or 100 = the whole bundled set).')
+  flags.DEFINE_multi_string('methods', list(METHODS), 'Methods to run.')
+  flags.DEFINE_integer('num_samples', 0, 'Generated images per evaluation (0 = the config eval.num_samples).')
+  flags.DEFINE_bool('table_only', False, 'Only collect finished cells and write the table.')
 
 def load_config(configs_dir: str, method: str, variant: str) -> ml_collections.ConfigDict:
   """``configs/<method>.py``'s ``get_config(variant)`` (``fastgan.py`` takes no variant: the CPU budget is applied)."""
@@ -206,4 +210,5 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
