@@ -338,3 +338,27 @@ def test_k_larger_than_pool_is_one_line_error(tmp_path):
   with pytest.raises(errors.ConfigError, match='k=9 is larger than the few-shot pool') as e:
     cl.run(config, str(tmp_path / 'study'))
   assert '\n' not in str(e.value)
+
+
+def test_summarize_known_cells():
+  """A perfect arm and an inverted arm on 20 test patients (one tumor and one empty slice each): AUROC and
+  balanced accuracy are exactly 1 and 0, and the paired difference is -1 with a zero-width interval."""
+  patients = [f'P{i:02d}' for i in range(20) for _ in range(2)]
+  labels = [1, 0] * 20
+  val = {'scores': [-1.0, 1.0], 'labels': [0, 1]}  # Youden threshold between them
+  cells = {}
+  for arm, sign in (('real', 1.0), ('syn1x', -1.0)):
+    scores = [sign * (2.0 if y else -2.0) for y in labels]
+    cells[(arm, 5, 0)] = {'test': {'patients': patients, 'scores': scores, 'labels': labels}, 'val': val,
+                          'n_real_pos': 5, 'n_synthetic': 5 if arm != 'real' else 0, 'n_neg': 10}
+  config = classify_config.get_config('cpu')
+  config.arms, config.ks, config.seeds = ('real', 'syn1x'), (5,), (0,)
+  config.metrics.n_boot = 50
+  s = cl.summarize(cells, config)
+  real, syn = s['metrics']['real']['5'], s['metrics']['syn1x']['5']
+  assert (real['auroc']['mean'], real['balanced_accuracy']['mean']) == (1.0, 1.0)
+  assert (syn['auroc']['mean'], syn['balanced_accuracy']['mean']) == (0.0, 0.0)
+  assert (real['auroc']['lo'], real['auroc']['hi']) == (1.0, 1.0)
+  d = s['paired_vs_real']['syn1x']['5']['auroc']
+  assert (d['mean_diff'], d['lo'], d['hi'], d['losses']) == (-1.0, -1.0, -1.0, 1)
+  assert (s['n_test_patients'], s['n_test_slices'], s['n_test_pos']) == (20, 40, 20)
