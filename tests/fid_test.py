@@ -236,6 +236,7 @@ def test_fid_parity_lgg_flair_100_vs_other_100(parity_features,
   np.testing.assert_allclose(ref_mu, ref['mu'], rtol=0, atol=1e-12)
   np.testing.assert_allclose(mu1, ref_mu, rtol=0, atol=1e-4)
   np.testing.assert_allclose(s1, ref_sigma, rtol=0, atol=1e-4)
+  # sigma_trace of ../shared/data/fid_inception/reference_values.json (pytorch-fid's Inception on the same images).
   np.testing.assert_allclose(np.trace(s1), 95.337460, rtol=1e-5)
   other = np.load(shared_data / 'fid_inception' / 'features_fid_other_100.npz')
   np.testing.assert_allclose(ours_other, other['features_float64'], rtol=0,

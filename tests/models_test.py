@@ -76,7 +76,9 @@ def test_grayscale_generator():
 
 # ------------------------------------------------------------------------------------------ param counts
 
-# Official FastGAN-pytorch (ngf = ndf = 64, nz = 256, nc = 3), trainable parameters.
+# Official FastGAN-pytorch (ngf = ndf = 64, nz = 256, nc = 3), trainable parameters. Source: the official code's
+# models counted in PyTorch when the golden outputs were made (../shared/data/fastgan_golden/README.md, item 6, and
+# its meta.json); kept here so this test runs without the shared data.
 OFFICIAL_COUNTS = {256: (29_127_846, 11_526_160), 512: (29_174_392, 11_526_496), 1024: (29_176_512, 11_528_192)}
 
 
