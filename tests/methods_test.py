@@ -192,6 +192,10 @@ def test_ewc_with_apa_and_gmm_end_to_end(source_workdir, tmp_path):
   assert metrics['g_ewc'] > 0 and metrics['g_gmm_sigma_reg'] > 0
   state = _restore(str(tmp_path), config)
   assert float(state.aux['apa_p']) == metrics['apa_p']  # p is part of the checkpoint
+  # By hand: interval 1 adjusts p every step by sign(lambda_r - 0.6) * 8 images / 1 image, clipped to [0, 1], so
+  # after the last step p is 1 if its lambda_r exceeded the target and 0 if it fell short.
+  assert metrics['apa_lambda_r'] != 0.6
+  assert metrics['apa_p'] == (1.0 if metrics['apa_lambda_r'] > 0.6 else 0.0), metrics
   assert 'latent' in state.ema_params
 
 
