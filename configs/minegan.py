@@ -6,7 +6,8 @@ initialised to the identity, an *assumption*, so training starts at the source d
 (``minegan_stage1_steps``) trains only the miner with G frozen (D trains): a fixed 1000 steps as the official
 StyleGAN2 MineGAN code (``styleGANv2/train.py``), and 100 steps in the ``:cpu`` variant (the count of the original
 MineGAN code, a half of the CPU budget) rather than a fraction of the budget; stage 2
-trains miner and G jointly, with G's Adam state starting fresh. Details: ``fsgan_jax/latents.py``,
+trains miner and G jointly, with G's Adam state starting fresh. Samples come from G's EMA with the raw miner
+(the official code samples ``g_ema(miner(z))``; the miner is not averaged). Details: ``fsgan_jax/latents.py``,
 ``fsgan_jax/steps.py``.
 
 Run::

@@ -253,6 +253,8 @@ def gan_iteration(setup: GanSetup, state: TrainState, real: Array, draws: Draws,
   g_params = optax.apply_updates(state.g_params, g_updates)
   ema = jax.tree_util.tree_map(lambda e, p: setup.ema_decay * e + (1.0 - setup.ema_decay) * p,
                                state.ema_params, g_params)
+  if 'miner' in g_params:  # MineGAN samples G's EMA with the raw miner, as the original (g_ema(miner(z)))
+    ema = {**ema, 'miner': g_params['miner']}
   metrics['g_err'] = err_g
   new_state = state.replace(g_params=g_params, g_stats=g_stats, d_params=d_params, d_stats=d_stats,
                             g_opt_state=g_opt_state, d_opt_state=d_opt_state, ema_params=ema, aux=aux_state)

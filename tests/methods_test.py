@@ -247,6 +247,9 @@ def test_minegan_stage_one_then_joint(source_workdir, tmp_path):
            for a, b in zip(_leaves(sub), _leaves(src.g_params[name]))]
   assert any(moved)
   assert _adam_counts(stage2.g_opt_state, 'generator') == {1} and _adam_counts(stage2.g_opt_state, 'miner') == {2}
+  # Sampling uses G's EMA with the raw (not averaged) miner, as the official code samples g_ema(miner(z)).
+  for a, b in zip(_leaves(stage2.ema_params['miner']), _leaves(stage2.g_params['miner'])):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_transfer_errors_name_the_field(source_workdir, tmp_path):
