@@ -89,6 +89,8 @@ class Draws(NamedTuple):
   margin_real: Array
   margin_fake: Array
   apa_u: Optional[Array] = None  # APA: U(0, 1) per real image
+  apa_z: Optional[Array] = None  # APA: latents of the pseudo-reals (not D's fakes' latents, as DeceiveD)
+  apa_noise_key: Optional[Array] = None
   cdc_key: Optional[Array] = None  # CDC: shared latents and noise of the distance-consistency batch
   margin_patch_real: Optional[Array] = None  # CDC: hinge margins of the patch logits
   margin_patch_fake: Optional[Array] = None
@@ -113,7 +115,9 @@ def sample_draws(setup: GanSetup, key: Array, batch: int) -> Draws:
   nl = num_logits(d.im_size)
   extra = {}
   if setup.apa:
-    extra['apa_u'] = jax.random.uniform(k[8], (batch,))
+    ku, kz, kn = jax.random.split(k[8], 3)
+    extra.update(apa_u=jax.random.uniform(ku, (batch,)), apa_z=jax.random.normal(kz, (batch, g.nz)),
+                 apa_noise_key=kn)
   if setup.cdc_weight:
     extra['cdc_key'] = k[9]
   if d.patch_head:
@@ -193,10 +197,12 @@ def gan_iteration(setup: GanSetup, state: TrainState, real: Array, draws: Draws,
     fake = (_augment(big, draws.aug_fake_big, policy, ic), _augment(small, draws.aug_fake_small, policy, ic))
     return fake, (new_vars['batch_stats'], big)
 
-  fake_aug, g_vjp, (g_stats, fake_raw) = jax.vjp(g_forward, state.g_params, has_aux=True)
+  fake_aug, g_vjp, (g_stats, _) = jax.vjp(g_forward, state.g_params, has_aux=True)
   aux_state = state.aux
-  if setup.apa:  # pseudo-reals: this iteration's fakes, detached, replace reals with probability p
-    real = apa.mix(real, fake_raw, draws.apa_u, aux_state['apa_p'])
+  if setup.apa:  # pseudo-reals (G's images of other latents, detached) replace reals with probability p
+    (pseudo, _), _ = G.apply({'params': state.g_params, 'batch_stats': state.g_stats, **extra}, draws.apa_z,
+                             train=True, mutable=['batch_stats'], rngs={'noise': draws.apa_noise_key})
+    real = apa.mix(real, hard_labels(pseudo, ic), draws.apa_u, aux_state['apa_p'])
   real_aug = _augment(real, draws.aug_real, policy, ic)
   real_big, real_small = fastgan.resize_real_for_d(real_aug, D.im_size)
   real_big, real_small = hard_labels(real_big, ic), hard_labels(real_small, ic)  # resizing may soften labels

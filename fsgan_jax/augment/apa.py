@@ -19,13 +19,12 @@ which stops D from becoming over-confident on a tiny training set. ``p`` adapts 
 heuristic ``lambda_r = E[sign(D(x_real))]`` is accumulated over D's real batches (after the replacement, as
 DeceiveD), and every ``interval`` iterations ``p <- clip(p + sign(lambda_r - target) * batch * interval /
 (kimg * 1000), 0, 1)`` (target 0.6, interval 4, kimg 500 as the paper: ``p`` can go from 0 to 1 in 500k images).
-The pseudo-reals here are this iteration's generated batch, which FastGAN's step also shows D as its fakes, so
-pseudo-real ``i`` is the same image as fake ``i``. DeceiveD (``training/loss.py``) takes them from its generator
-phase instead (``self.pseudo_data = gen_img.detach()`` in ``Gmain``, i.e. G before this iteration's update and that
-phase's own latents), while its ``Dmain`` phase draws new latents for D's fakes: there a pseudo-real is never the
-fake it is compared with. *Deviation, open (issue 22)*: matching it needs a second, gradient-free G pass on fresh
-latents per step. The pseudo-reals pass through DiffAugment and D's reconstruction loss exactly like the real images
-they replace, so APA composes with DiffAugment.
+The pseudo-reals are G's images of their own latents (a gradient-free pass of the current G, before this
+iteration's update; BatchNorm in train mode, its statistics not kept), not the fakes D sees in the same iteration:
+DeceiveD (``training/loss.py``) takes them from its generator phase (``self.pseudo_data = gen_img.detach()`` in
+``Gmain``, that phase's own latents), while its ``Dmain`` phase draws new latents for D's fakes, so a pseudo-real is
+never the fake it is compared with. The pseudo-reals pass through DiffAugment and D's reconstruction loss exactly
+like the real images they replace, so APA composes with DiffAugment.
 """
 
 from __future__ import annotations
