@@ -20,11 +20,11 @@ zeroes them. The modes and what ``data.intensity`` does with them:
   ``RGB`` (3) by PIL, resized bilinearly, then ``'auto'`` / ``'range'``: ``x / 127.5 - 1`` (the fixed 8-bit range,
   as torchvision's ``ToTensor`` + ``Normalize(0.5, 0.5)`` in the official code); ``'percentile'``: as below.
 * **16-bit and 32-bit integer, 32-bit float gray** (``I;16 I;16L I;16B I;16N I F``): read as float32 without
-  rounding, resized bilinearly in float, then ``'auto'`` / ``'percentile'``: clipped to the (0.5, 99.5)
-  percentiles of the image's nonzero pixels (computed before resizing) and mapped linearly to [-1, 1], as the
-  volume builders do with brain voxels (``datasets/brats/brats_io.scale_intensity``), so zero background maps to
-  -1; ``'range'``: 16-bit ``x / 32767.5 - 1``; float images must already lie in [0, 1] (``2x - 1``; anything
-  outside is refused); 32-bit integers have no fixed range and are refused.
+  rounding; ``'auto'`` / ``'percentile'``: the volume builders' ``datasets/brats/brats_io.scale_intensity`` with
+  the nonzero pixels as the foreground (clipped to their (0.5, 99.5) percentiles, mapped linearly to [-1, 1], zero
+  background -1), at the file's resolution; ``'range'``: 16-bit ``x / 32767.5 - 1``; float images must already lie
+  in [0, 1] (``2x - 1``; anything outside is refused); 32-bit integers have no fixed range and are refused. Then
+  resized bilinearly in float.
   With ``data.channels=3`` the gray values are repeated into three channels.
 
 Any other mode is refused with one line naming the file.
@@ -33,17 +33,16 @@ Any other mode is refused with one line naming the file.
 from __future__ import annotations
 
 import pathlib
-from typing import Optional
 
 import numpy as np
 from PIL import Image
 
 from fsgan_jax import errors
+from fsgan_jax.datasets.brats import brats_io
 
 INTENSITIES = ('auto', 'percentile', 'range')
 EIGHT_BIT_MODES = ('1', 'L', 'P', 'LA', 'PA', 'RGB', 'RGBA', 'RGBX', 'CMYK', 'YCbCr')
 HIGH_DEPTH_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
-PERCENTILES = (0.5, 99.5)
 
 
 def depth(mode: str) -> str:
@@ -55,21 +54,9 @@ def depth(mode: str) -> str:
   return {'I': '32-bit integer', 'F': 'float'}.get(mode, '')
 
 
-def percentile_scale(x: np.ndarray, lo_hi: Optional[tuple[float, float]] = None) -> np.ndarray:
-  """Clips to ``lo_hi`` (default: the (0.5, 99.5) percentiles of the nonzero values) and maps to [-1, 1]."""
-  if lo_hi is None:
-    values = x[x != 0]
-    lo_hi = tuple(np.percentile(values if values.size else x, PERCENTILES))
-  lo, hi = lo_hi
+def _to_unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+  """``[lo, hi]`` -> [-1, 1], clipped (the 8-bit and fixed-range mappings)."""
   return ((np.clip(x, lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0).astype(np.float32)
-
-
-def _bounds(arr: np.ndarray, path: pathlib.Path) -> tuple[float, float]:
-  values = arr[arr != 0]
-  lo, hi = (float(v) for v in np.percentile(values if values.size else arr, PERCENTILES))
-  if not hi > lo:
-    raise errors.DataError(f'image {str(path)!r} has constant intensity ({lo:g}); cannot scale it to [-1, 1]')
-  return lo, hi
 
 
 def read(path: pathlib.Path, size: int, channels: int, intensity: str = 'auto') -> np.ndarray:
@@ -91,7 +78,7 @@ def read(path: pathlib.Path, size: int, channels: int, intensity: str = 'auto') 
         arr = np.asarray(im, np.float32)
         arr = arr[..., None] if arr.ndim == 2 else arr
         if intensity == 'percentile':
-          return percentile_scale(arr, _bounds(arr, path))
+          return _foreground_scale(arr, path)
         return arr / 127.5 - 1.0
       if mode not in HIGH_DEPTH_MODES:
         raise errors.DataError(f'image {str(path)!r} has mode {mode!r}, which is not supported (8-bit: '
@@ -111,10 +98,18 @@ def read(path: pathlib.Path, size: int, channels: int, intensity: str = 'auto') 
     if mode == 'F' and (raw.min() < 0.0 or raw.max() > 1.0):
       raise errors.DataError(f"image {str(path)!r} is a float image with values in [{raw.min():g}, {raw.max():g}]; "
                              "data.intensity='range' needs [0, 1]: use 'percentile' (or 'auto')")
-    lo_hi = (0.0, 1.0) if mode == 'F' else (0.0, 65535.0)
+    arr = _to_unit(raw, 0.0, 1.0 if mode == 'F' else 65535.0)
   else:
-    lo_hi = _bounds(raw, path)
-  if raw.shape != (size, size):
-    raw = np.asarray(Image.fromarray(raw, 'F').resize((size, size), Image.BILINEAR), np.float32)
-  arr = percentile_scale(raw, lo_hi)[..., None]
+    arr = _foreground_scale(raw, path)
+  if arr.shape != (size, size):
+    arr = np.clip(np.asarray(Image.fromarray(arr, 'F').resize((size, size), Image.BILINEAR), np.float32), -1, 1)
+  arr = arr[..., None]
   return np.repeat(arr, channels, axis=-1) if channels > 1 else arr
+
+
+def _foreground_scale(x: np.ndarray, path: pathlib.Path) -> np.ndarray:
+  """The builders' percentile scaling with the nonzero pixels (of every channel) as the foreground."""
+  try:
+    return brats_io.scale_intensity(x, x != 0, path)
+  except errors.FsganError as e:  # all-zero or constant image
+    raise errors.DataError(f'image {e}') from None

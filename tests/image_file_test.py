@@ -13,7 +13,7 @@ def _percentile_map(x: np.ndarray) -> np.ndarray:
   """The documented 'auto' mapping of a high-depth image, computed independently of the library."""
   nonzero = x[x != 0].astype(np.float64)
   lo, hi = np.percentile(nonzero, 0.5), np.percentile(nonzero, 99.5)
-  return (np.clip(x.astype(np.float64), lo, hi) - lo) / (hi - lo) * 2 - 1
+  return np.where(x != 0, (np.clip(x.astype(np.float64), lo, hi) - lo) / (hi - lo) * 2 - 1, -1.0)
 
 
 def _slice(rng, size=32, peak=4000):
@@ -63,14 +63,13 @@ def test_float_tiff(tmp_path):
     image_file.read(tmp_path / 'z.tif', 32, 1, intensity='range')
 
 
-def test_resized_high_depth_uses_the_full_resolution_percentiles(tmp_path):
+def test_resized_high_depth_is_scaled_at_full_resolution(tmp_path):
   x = _slice(np.random.default_rng(2), size=64).astype(np.uint16)
   Image.fromarray(x).save(tmp_path / 'a.png')
   y = image_file.read(tmp_path / 'a.png', 32, 1)[..., 0]
-  nonzero = x[x != 0].astype(np.float64)
-  lo, hi = np.percentile(nonzero, 0.5), np.percentile(nonzero, 99.5)
-  resized = np.asarray(Image.fromarray(x.astype(np.float32), 'F').resize((32, 32), Image.BILINEAR))
-  np.testing.assert_allclose(y, (np.clip(resized, lo, hi) - lo) / (hi - lo) * 2 - 1, atol=1e-5)
+  scaled = _percentile_map(x).astype(np.float32)  # scaled first, then resized
+  resized = np.asarray(Image.fromarray(scaled, 'F').resize((32, 32), Image.BILINEAR))
+  np.testing.assert_allclose(y, resized, atol=1e-5)
 
 
 def test_int32_and_bad_pixels(tmp_path):
@@ -84,7 +83,7 @@ def test_int32_and_bad_pixels(tmp_path):
   with pytest.raises(errors.DataError, match=r"nan.tif' has non-finite pixel values"):
     image_file.read(tmp_path / 'nan.tif', 8, 1)
   Image.fromarray(np.full((8, 8), 7, np.uint16)).save(tmp_path / 'const.png')
-  with pytest.raises(errors.DataError, match=r"const.png' has constant intensity \(7\)"):
+  with pytest.raises(errors.DataError, match=r"const.png: constant intensity inside the brain \(7\)"):
     image_file.read(tmp_path / 'const.png', 8, 1)
 
 
