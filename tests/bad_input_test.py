@@ -19,7 +19,7 @@ from PIL import Image
 import pytest
 
 from configs import tiny
-from fsgan_jax import checkpointing, errors, lock, sample, train, workdir as workdir_lib
+from fsgan_jax import errors, lock, sample, train, workdir as workdir_lib
 from fsgan_jax.datasets import build
 from fsgan_jax.evaluators import fid
 
@@ -106,10 +106,10 @@ ROWS = [
      ('config', {'data.dir': '{tmp}/rgb', 'data.strict': True, 'allow_config_change': True}),
      "data.strict=True: 1 of 1 images are converted from RGB to L (data.channels=1), e.g. '{tmp}/rgb/a.png' "
      '(128x128 RGB)'),
-    ('disk_full', 'the disk fills up while the first checkpoint is saved (simulated; real: tests/reliability_test.py)',
-     ('config', {'<disk full>': 1}),
-     'could not save checkpoint 2 in {tmp}/wd3/checkpoints (No space left on device); no checkpoint was completed; '
-     'free space and run the same command to resume'),
+    ('disk_full', 'the disk is full when config.json is written (simulated; full disks while saving checkpoints: '
+     'tests/reliability_test.py)', ('config', {'<disk full>': 1}),
+     'could not write {tmp}/wd3/config.json (No space left on device); no checkpoint was completed; free space and '
+     'run the same command to resume'),
     ('out_of_memory', 'XLA runs out of accelerator memory (RESOURCE_EXHAUSTED, simulated)', ('oom', None),
      'out of accelerator memory (RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.); use a '
      "smaller --config.batch_size or --config.model.dtype='bfloat16'"),
@@ -178,9 +178,9 @@ def _fill(x, tmp, wd):
   return x
 
 
-def _disk_full(*args, **kwargs):
-  raise OSError(errno.ENOSPC, 'No space left on device',
-                f'{args[0].directory}/2{checkpointing.TMP_SUFFIX}/default{checkpointing.TMP_SUFFIX}/_sharding')
+def _disk_full(config, workdir, **kwargs):  # in place of workdir.write_config, before the train step compiles
+  del config, kwargs
+  raise OSError(errno.ENOSPC, 'No space left on device', f'{workdir}/config.json')
 
 
 def _error_of(kind, arg, tmp, wd, capsys, monkeypatch) -> str:
@@ -194,9 +194,9 @@ def _error_of(kind, arg, tmp, wd, capsys, monkeypatch) -> str:
       if field == '<corrupt config.json>':
         (wd / 'config.json').write_text('')
         continue
-      if field == '<disk full>':  # a fresh workdir whose first checkpoint save fails with ENOSPC
+      if field == '<disk full>':  # a fresh workdir on a full disk
         wd = tmp / 'wd3'
-        monkeypatch.setattr(checkpointing, 'save', _disk_full)
+        monkeypatch.setattr(workdir_lib, 'write_config', _disk_full)
         continue
       section, _, name = field.rpartition('.')
       (config[section] if section else config)[name] = _fill(value, tmp, wd)
