@@ -33,6 +33,7 @@ Any other mode is refused with one line naming the file.
 from __future__ import annotations
 
 import pathlib
+from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image
@@ -59,8 +60,11 @@ def _to_unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
   return ((np.clip(x, lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0).astype(np.float32)
 
 
-def read(path: pathlib.Path, size: int, channels: int, intensity: str = 'auto') -> np.ndarray:
+def read(path: pathlib.Path, size: int, channels: int, intensity: str = 'auto',
+         on_open: Optional[Callable[[Image.Image], None]] = None) -> np.ndarray:
   """The image at ``path`` as float32 (size, size, channels) in [-1, 1] (see the module docstring).
+
+  ``on_open(image)`` is called with the opened file before any conversion (e.g. to note its mode and size).
 
   Raises:
     errors.DataError: unreadable file, unsupported mode, or values the chosen ``intensity`` cannot map (one line
@@ -70,6 +74,8 @@ def read(path: pathlib.Path, size: int, channels: int, intensity: str = 'auto') 
     raise errors.DataError(f'data.intensity={intensity!r}; choose one of {INTENSITIES}')
   try:
     with Image.open(path) as im:
+      if on_open is not None:
+        on_open(im)
       mode = im.mode
       if mode in EIGHT_BIT_MODES:
         im = im.convert('L' if channels == 1 else 'RGB')

@@ -98,15 +98,12 @@ def load_image(path: pathlib.Path, size: int, channels: int,
 
   ``notes`` collects what ``image_notes`` finds, and the image's mode under the key ``'mode:<mode>'``.
   """
-  if notes is not None:
-    try:
-      with Image.open(path) as im:
-        for note in image_notes(im, size, channels):
-          notes[note].append((str(path), f'{im.size[0]}x{im.size[1]} {im.mode}'))
-        notes[f'mode:{im.mode}'].append((str(path), ''))
-    except (OSError, ValueError) as e:
-      raise DataError(f'cannot read image {str(path)!r}: {e}') from e
-  return image_file.read(path, size, channels, intensity)
+  def note(im: Image.Image) -> None:
+    for kind in image_notes(im, size, channels):
+      notes[kind].append((str(path), f'{im.size[0]}x{im.size[1]} {im.mode}'))
+    notes[f'mode:{im.mode}'].append((str(path), ''))
+
+  return image_file.read(path, size, channels, intensity, on_open=None if notes is None else note)
 
 
 def find_mask(image: pathlib.Path, image_root: pathlib.Path, mask_dir: pathlib.Path) -> pathlib.Path:
